@@ -1,0 +1,121 @@
+"""int8 graphs with onnxruntime's dynamic quantization, in the one setting we measured to be safe.
+
+What is hard:
+
+- **Saturation on CPUs without VNNI.** Dynamic quantization makes activations uint8 and, by default,
+  weights int8. onnxruntime's AVX2 u8 x s8 kernel multiplies adjacent pairs with `vpmaddubsw`, which
+  sums two products into a *saturating* int16: 255 x 127 x 2 overflows. A prototype on AVX2 machines
+  without VNNI gave 99% wrong outputs. We cannot see it here (the export machine has AVX512-VNNI, which
+  accumulates in int32), so we emulated the AVX2 kernel in numpy on the real activations: with plain
+  s8 weights 55.7% of the matmul outputs of a random 256-wide RLM (0.8% on fixture B) include a
+  saturated pair; with `reduce_range` (7-bit weights, |w| <= 64, so 2 x 255 x 64 < 32767) none can.
+  Users run bundles on CPUs we do not know, so every setting that can saturate is excluded.
+- **Which matmuls.** Only MatMuls whose B input is a weight initializer (`MatMulConstBOnly`): the
+  attention products q·kᵀ and p·v multiply two activations, and quantizing both per tensor would add
+  error where it is cheapest to keep float. onnx_graphs.py writes every linear layer as `x @ Wᵀ + b`
+  with Wᵀ an initializer, because a Gemm (what F.linear exports on 2-D inputs) is not quantized by
+  dynamic quantization. Gather (the embedding tables) is quantized too: the encoder embedding is over
+  half of a default regress-lm model (16.4 M of 31 M parameters), and it dequantizes exactly per row.
+- **Choosing by measurement.** Measured on this machine (1 thread; `enc` = encoder at max_input_len,
+  `dec64` = 64 samples x decode_len KV-cached steps; logit error on 200 random probes along the
+  reference greedy path; "agree" = exact greedy agreement, which near ties limit, see parity.py):
+
+  | weights (MatMul only unless noted)   | fixture A max/agree | fixture B max/agree | 512-wide L=2048 enc / dec64 / size |
+  | ------------------------------------ | ------------------- | ------------------- | ---------------------------------- |
+  | fp32                                 | 1.7e-06 / 100%      | 9.5e-07 / 100%      | 290 ms / 196 ms / 124.8 MB         |
+  | s8 per-tensor (can saturate)         | 0.067 / 88.0%       | 0.042 / 96.0%       | (256-wide: enc 11.4, dec64 23.0)   |
+  | s8 reduce_range                      | 0.102 / 85.0%       | 0.060 / 88.5%       | (256-wide: enc 11.3, dec64 23.0)   |
+  | s8 per-channel reduce_range          | 0.101 / 95.5%       | 0.052 / 93.5%       | (256-wide: enc 11.6, dec64 23.2)   |
+  | u8 per-tensor                        | 0.066 / 93.5%       | 0.047 / 92.5%       | (256-wide: enc 14.0, dec64 25.5)   |
+  | u8 per-channel                       | 0.058 / 93.0%       | 0.046 / 96.0%       | (256-wide: enc 14.5, dec64 25.8)   |
+  | s8 per-channel reduce_range + Gather | 0.097 / 97.0%       | 0.059 / 94.0%       | 198 ms / 172 ms / 31.5 MB          |
+  | u8 per-channel + Gather              | 0.057 / 94.0%       | 0.044 / 94.0%       | 243 ms / 179 ms / 31.5 MB          |
+
+  The 256-wide fp32 reference was enc 24.0 ms / dec64 27.9 ms. Both saturation-free candidates are
+  within the parity tolerance (0.2) with the same greedy behaviour; s8 per-channel with reduce_range is
+  1.2x faster on the encoder than u8/u8 (onnxruntime's u8 x s8 kernels are its fastest), so it is the
+  choice: `SETTINGS` below, recorded verbatim in every int8 bundle's manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import onnxruntime
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+OP_TYPES = ("MatMul", "Gather")
+WEIGHT_TYPE = QuantType.QInt8
+PER_CHANNEL = True  # recovers most of the precision the 7-bit range costs (fixture A agree 85% -> 95.5%)
+REDUCE_RANGE = True  # 7-bit weights: no int16 saturation in AVX2 u8 x s8 kernels (see module docstring)
+EXTRA_OPTIONS = {"MatMulConstBOnly": True}  # weights only; activation x activation matmuls stay float
+
+SETTINGS: dict[str, Any] = {
+    "method": "onnxruntime.quantization.quantize_dynamic",
+    "weights": "int8 (QInt8), symmetric, per output channel, reduce_range (7-bit)",
+    "activations": "uint8, asymmetric, per tensor, computed at run time (DynamicQuantizeLinear)",
+    "op_types": list(OP_TYPES),
+    "weight_type": "QInt8",
+    "per_channel": PER_CHANNEL,
+    "reduce_range": REDUCE_RANGE,
+    "extra_options": dict(EXTRA_OPTIONS),
+    "why": "saturation-free on AVX2 CPUs without VNNI and the fastest of the accurate settings measured; "
+           "see perfhint_export/quantize.py",
+}
+
+
+class QuantizationError(RuntimeError):
+    """onnxruntime could not quantize a graph."""
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """quantize_dynamic logs a 'consider pre-processing' warning on the root logger for every graph."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_graph(source: str | Path, target: str | Path) -> Path:
+    """Write the int8 version of the fp32 graph `source` to `target`."""
+    source, target = Path(source), Path(target)
+    try:
+        with _quiet_root_logger():
+            quantize_dynamic(source, target, op_types_to_quantize=list(OP_TYPES), weight_type=WEIGHT_TYPE,
+                             per_channel=PER_CHANNEL, reduce_range=REDUCE_RANGE, extra_options=dict(EXTRA_OPTIONS))
+    except Exception as error:  # onnxruntime raises plain Exceptions of several kinds
+        raise QuantizationError(f"onnxruntime {onnxruntime.__version__} could not quantize {source.name}: {error}; "
+                                f"export with --precision fp32 instead") from error
+    return target
+
+
+def quantize_graphs(graphs: dict[str, Path], out_dir: str | Path) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Quantize every graph {role: fp32 path} into out_dir under the same file names.
+
+    Returns the int8 paths and the settings dict for the manifest (`SETTINGS` + the onnxruntime version,
+    because the quantized graph depends on the quantizer that wrote it).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    quantized = {}
+    for role, source in graphs.items():
+        target = out_dir / Path(source).name
+        if target.resolve() == Path(source).resolve():
+            raise QuantizationError(f"refusing to quantize {source} onto itself; pass another out_dir")
+        quantized[role] = quantize_graph(source, target)
+    return quantized, {**SETTINGS, "onnxruntime": onnxruntime.__version__}
+
+
+def copy_graphs(graphs: dict[str, Path], out_dir: str | Path) -> dict[str, Path]:
+    """The fp32 counterpart of quantize_graphs: the graphs as exported."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return {role: Path(shutil.copyfile(source, out_dir / Path(source).name)) for role, source in graphs.items()}
