@@ -1,0 +1,1 @@
+"""One LSP feature per module: each turns analysis views into lsprotocol types, and nothing else."""
