@@ -30,8 +30,15 @@ TORCH_EXTRA = ("torch", "onnx")
 COMMANDS: dict[str, Command] = {
     "predict": Command("perfhint.predict_cli", "predict costs for JSONL records with a model bundle"),
     "bundle": Command("perfhint.bundle_cli", "inspect (`info`) or check (`verify`) a model bundle"),
+    "measure": Command("perfhint.measure.cli", "measure for real what a hint predicts (runs the code in a sandbox)"),
     "export": Command("perfhint_export.cli", "convert a PyTorch RLM checkpoint to a verified ONNX bundle",
                       extra="export", needs=TORCH_EXTRA),
+    "serve": Command("perfhint.serve_cli", "start the language server over stdio (editors run this)"),
+    "annotate": Command("perfhint.annotate_cli", "print the predicted cost of every region of source files"),
+    "compare": Command("perfhint.compare_cli", "before/after/Δ per region against a git revision (CI)"),
+    "doctor": Command("perfhint.doctor_cli", "check interpreter, onnxruntime, model bundle and git; name fixes"),
+    "train": Command("perfhint_train.cli", "build datasets, train, evaluate and fine-tune the RLM",
+                     extra="train", needs=TORCH_EXTRA + ("sklearn", "scipy")),
 }
 
 
