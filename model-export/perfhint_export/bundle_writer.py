@@ -111,8 +111,12 @@ def _check_target(out_dir: Path) -> None:
 def _stage_graphs(checkpoint: LoadedCheckpoint, staging: Path, precision: str
                   ) -> tuple[dict[str, Path], dict[str, Any] | None]:
     scratch = staging / _SCRATCH
-    exported = onnx_graphs.export_graphs(checkpoint.model.state_dict(), checkpoint.config, scratch,
-                                         encoder_file=ENCODER_FILE, decoder_file=DECODER_STEP_FILE)
+    own_export = getattr(checkpoint.model, "export_graphs", None)  # models with a foreign encoder (t5gemma.py)
+    if own_export is not None:
+        exported = own_export(scratch, encoder_file=ENCODER_FILE, decoder_file=DECODER_STEP_FILE)
+    else:
+        exported = onnx_graphs.export_graphs(checkpoint.model.state_dict(), checkpoint.config, scratch,
+                                             encoder_file=ENCODER_FILE, decoder_file=DECODER_STEP_FILE)
     if precision == "int8":
         graphs, quantization = quantize.quantize_graphs(exported, staging)
     else:
@@ -147,7 +151,7 @@ def _manifest(checkpoint: LoadedCheckpoint, staging: Path, graphs: dict[str, Pat
         encoder_tokenizer=tokenizer,
         max_input_len=checkpoint.config.max_input_len,
         codec=Codec(decoder_tokenizer=dict(checkpoint.decoder_tokenizer), max_num_objs=checkpoint.max_num_objs),
-        architecture=checkpoint.config.to_dict(),
+        architecture={**checkpoint.config.to_dict(), **getattr(checkpoint.model, "manifest_architecture", {})},
         metrics=metrics,
         input_template=dict(checkpoint.input_template),
         graphs={role: Graph(file=path.name, precision=precision, sha256=sha256_file(path), bytes=path.stat().st_size)

@@ -10,7 +10,8 @@ What is hard:
   vs the decoder tokenizer, decode_len (`pe` rows - 1) vs max_num_objs x tokens per objective, encoder
   vocab file vs embedding rows, sidecar architecture overrides vs shapes, then every expected key and
   shape. All mismatches go into one `CheckpointMismatchError`, each naming the fix. Layouts we cannot
-  run (pre-c388525 `nn.Transformer` keys, Performer/Mamba/T5Gemma encoders) are refused by name.
+  run (pre-c388525 `nn.Transformer` keys, Performer/Mamba encoders) are refused by name; T5Gemma
+  encoders go to t5gemma.py.
 - What cannot be checked. Decoder heads (always 8 in regress-lm) and the decode_len split between
   objectives are ambiguous; vanilla checkpoints trained before 2026-03-29 used an inverted encoder pad
   mask and load fine but were trained differently (§3.6) — nothing in the file tells.
@@ -214,10 +215,10 @@ def _strip_prefix(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch
         )
     state = {key.removeprefix(REGRESS_LM_PREFIX): value for key, value in state.items()}
     other_encoder = _other_encoder_type(state)
-    if other_encoder:
+    if other_encoder and other_encoder != "T5Gemma":  # T5Gemma is served; its sidecar says so (_load_regress_lm)
         raise CheckpointFormatError(
             f"{path} has a {other_encoder} encoder",
-            [f"only the vanilla encoder is supported; {other_encoder} is not yet"],
+            [f"only the vanilla and T5Gemma encoders are supported; {other_encoder} is not yet"],
         )
     return state
 
@@ -253,6 +254,14 @@ def _load_regress_lm(path: Path, state: dict[str, torch.Tensor],
              "schema in perfhint_export/sidecar.py)"],
         )
     spec = sidecar if isinstance(sidecar, Sidecar) else load_sidecar(sidecar)
+    if spec.encoder_type == "t5gemma":  # HF encoder + our decoder: its own loader (needs transformers)
+        from perfhint_export.t5gemma import load_t5gemma_checkpoint
+        return load_t5gemma_checkpoint(path, state, spec)
+    if _other_encoder_type(state) == "T5Gemma":
+        raise CheckpointFormatError(f"{path} has a T5Gemma encoder but the sidecar says encoder_type "
+                                    f"{spec.encoder_type!r}",
+                                    ['set "encoder_type": "t5gemma" and "hf_model_dir" (the local Hugging Face model '
+                                     'directory) in the sidecar, and drop encoder_vocab'])
     problems: list[str] = []
 
     vocab = None

@@ -20,7 +20,8 @@ EXIT_USER_ERROR = 2
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="regress-lm .pt/.safetensors (with --config) or a perfhint .safetensors")
+    parser.add_argument("checkpoint", type=Path, help="regress-lm .pt/.safetensors (with --config), a perfhint "
+                        ".safetensors, or a Hugging Face T5Gemma seq2seq model directory (numbers written as text)")
     parser.add_argument("--config", type=Path, default=None, metavar="SIDECAR.json",
                         help="sidecar describing a regress-lm checkpoint (tokenizers, max_num_objs, max_input_len)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle directory to write (or replace)")
@@ -47,8 +48,13 @@ def run(args: argparse.Namespace) -> int:
     user_errors = (CheckpointError, ParityError, BundleError, BundleWriteError, GraphBuildError, ExportError,
                    QuantizationError, EncoderVocabError, OSError)
     try:
-        checkpoint = load_checkpoint(args.checkpoint, args.config)
-        bundle = write_bundle(checkpoint, args.out, precision=args.precision, name=args.name, purpose=args.purpose)
+        if args.checkpoint.is_dir():  # a Hugging Face seq2seq model directory: numbers written as text (seq2seq.py)
+            from perfhint_export.seq2seq import export_seq2seq_bundle
+            bundle = export_seq2seq_bundle(args.checkpoint, args.config, args.out, precision=args.precision,
+                                           name=args.name, purpose=args.purpose)
+        else:
+            checkpoint = load_checkpoint(args.checkpoint, args.config)
+            bundle = write_bundle(checkpoint, args.out, precision=args.precision, name=args.name, purpose=args.purpose)
     except ParityError as error:
         fix = " (try --precision fp32)" if args.precision == "int8" else " (please report this as a perfhint bug)"
         print(f"perfhint export: {_one_line(error)}{fix}", file=sys.stderr)

@@ -51,6 +51,9 @@ PARITY_SAMPLES = 3  # rows per input: exercises the shared cross K/V (rows = bat
 PROBE_COUNT = 64
 PROBE_SEED = 20260622  # fixed: the probe set is part of the gate's definition
 PROBE_BATCH = 16  # probes decoded together; bounds memory at max_input_len on large models
+# ...and at most this many attention-score elements per head (probes x longest^2): a batch of 16 probes
+# padded to 8192 tokens would hold 16 x 8192^2 floats per head (4 GiB) in the encoder.
+PROBE_BATCH_SQUARED_TOKENS = 2 * 2048 * 2048
 
 
 @dataclass(frozen=True)
@@ -323,13 +326,27 @@ def _graph_cases(reference: Reference, onnx_model: OnnxRLM, config: RLMConfig, g
     return cases
 
 
+def _probe_chunks(probes: Sequence[np.ndarray]) -> list[tuple[int, Sequence[np.ndarray]]]:
+    """(start index, probes) batches of at most PROBE_BATCH probes and PROBE_BATCH_SQUARED_TOKENS (one at least)."""
+    chunks, start = [], 0
+    while start < len(probes):
+        end, longest = start + 1, len(probes[start])
+        while end < len(probes) and end - start < PROBE_BATCH:
+            longest = max(longest, len(probes[end]))
+            if (end - start + 1) * longest * longest > PROBE_BATCH_SQUARED_TOKENS:
+                break
+            end += 1
+        chunks.append((start, probes[start:end]))
+        start = end
+    return chunks
+
+
 def _greedy_probes(reference: Reference, onnx_model: OnnxRLM, config: RLMConfig, grammar: Grammar,
                    tolerance: Tolerance, probe_count: int, probe_seed: int, mismatches: list[str]) -> dict[str, Any]:
     probes = probe_inputs(config, probe_count, probe_seed)
     agree = decisive = decisive_agree = 0
     max_regret = 0.0
-    for start in range(0, len(probes), PROBE_BATCH):
-        chunk = probes[start:start + PROBE_BATCH]
+    for start, chunk in _probe_chunks(probes):
         ids = _pad(chunk, config.encoder_pad_id)
         mask = (ids != config.encoder_pad_id).astype(np.int64)
         with torch.no_grad():

@@ -18,6 +18,10 @@ Schema (paths relative to the sidecar file):
      "metrics": [{"name": "value", "unit": ""}],          # one per objective
      "architecture": {"decoder_nhead": 8, ...},            # optional; checked against the shapes
      "input_template": {"kind": "raw"}}                    # optional (default raw); see perfhint/input_template.py
+For "encoder_type": "t5gemma" (regress-lm's T5GEMMA encoder, see perfhint_export/t5gemma.py) there is no
+"encoder_vocab": the tokenizer and the encoder config come from
+     "hf_model_dir": "t5gemma-2-270m-270m",                 # local HF model directory: config.json + tokenizer
+     "encoder_full_attention": false                        # optional: regress-lm's "all layers global" option
 Omitted decoder_tokenizer parameters take regress-lm's defaults (perfhint.numbers.normalise_spec owns
 them); the parsed spec is always complete, with special_values expanded to the ordered list of keys.
 """
@@ -36,7 +40,7 @@ from perfhint.numbers import normalise_spec
 from perfhint_export.errors import SidecarError
 
 REGRESS_LM_FORMAT = "regress-lm"
-SUPPORTED_ENCODER_TYPES = ("vanilla",)
+SUPPORTED_ENCODER_TYPES = ("vanilla", "t5gemma")
 KNOWN_ENCODER_TYPES = ("vanilla", "performer", "mamba", "t5gemma")  # regress-lm's EncoderType values
 
 ARCHITECTURE_KEYS = (  # RLMConfig fields a sidecar may state; all but decoder_nhead are also read from the shapes
@@ -44,7 +48,8 @@ ARCHITECTURE_KEYS = (  # RLMConfig fields a sidecar may state; all but decoder_n
     "encoder_dim_feedforward", "decoder_dim_feedforward",
 )
 TOP_LEVEL_KEYS = ("format", "encoder_type", "encoder_vocab", "max_input_len", "max_num_objs",
-                  "decoder_tokenizer", "metrics", "architecture", "input_template")
+                  "decoder_tokenizer", "metrics", "architecture", "input_template", "hf_model_dir",
+                  "encoder_full_attention")
 REQUIRED_KEYS = ("format", "encoder_vocab", "max_input_len", "max_num_objs", "decoder_tokenizer", "metrics")
 
 
@@ -68,7 +73,7 @@ class EncoderVocabRef:
 @dataclass(frozen=True)
 class Sidecar:
     encoder_type: str
-    encoder_vocab: EncoderVocabRef
+    encoder_vocab: EncoderVocabRef | None  # None for t5gemma: the tokenizer comes from hf_model_dir
     max_input_len: int
     max_num_objs: int
     decoder_tokenizer: dict[str, Any]  # complete spec for perfhint.numbers.codec_from_spec
@@ -76,6 +81,8 @@ class Sidecar:
     architecture: dict[str, int] = field(default_factory=dict)
     input_template: dict[str, Any] = field(default_factory=lambda: {"kind": RAW})
     path: Path | None = None
+    hf_model_dir: Path | None = None  # t5gemma only: absolute
+    encoder_full_attention: bool = False  # t5gemma only
 
 
 def load_sidecar(path: str | Path) -> Sidecar:
@@ -98,8 +105,9 @@ def parse_sidecar(data: Any, base_dir: Path, source: str = "<sidecar>") -> Sidec
         raise SidecarError(f"sidecar {source} must be a JSON object", [f"got {type(data).__name__}"])
     for key in sorted(set(data) - set(TOP_LEVEL_KEYS)):
         problems.append(f"{key}: unknown key; the known keys are {list(TOP_LEVEL_KEYS)}")
+    hf_encoder = str(data.get("encoder_type", "")).lower() == "t5gemma"
     for key in REQUIRED_KEYS:
-        if key not in data:
+        if key not in data and not (hf_encoder and key == "encoder_vocab"):
             problems.append(f"{key}: missing; it is required (see the schema in perfhint_export/sidecar.py)")
 
     format_name = data.get("format")
@@ -111,6 +119,7 @@ def parse_sidecar(data: Any, base_dir: Path, source: str = "<sidecar>") -> Sidec
     max_input_len = _positive_int(data, "max_input_len", problems)
     max_num_objs = _positive_int(data, "max_num_objs", problems)
     encoder_vocab = _encoder_vocab(data.get("encoder_vocab"), base_dir, problems) if "encoder_vocab" in data else None
+    hf_model_dir, full_attention = _hf_encoder(data, encoder_type, base_dir, problems)
     decoder_tokenizer = _decoder_tokenizer(data["decoder_tokenizer"], problems) if "decoder_tokenizer" in data else {}
     metrics = _metrics(data.get("metrics"), max_num_objs, problems) if "metrics" in data else ()
     architecture = _architecture(data.get("architecture", {}), problems)
@@ -121,7 +130,8 @@ def parse_sidecar(data: Any, base_dir: Path, source: str = "<sidecar>") -> Sidec
     return Sidecar(
         encoder_type=encoder_type, encoder_vocab=encoder_vocab, max_input_len=max_input_len,
         max_num_objs=max_num_objs, decoder_tokenizer=decoder_tokenizer, metrics=metrics,
-        architecture=architecture, input_template=input_template,
+        architecture=architecture, input_template=input_template, hf_model_dir=hf_model_dir,
+        encoder_full_attention=full_attention,
     )
 
 
@@ -146,6 +156,31 @@ def _encoder_type(value: Any, problems: list[str]) -> str:
     else:
         problems.append(f"encoder_type: unknown {value!r}; regress-lm's encoder types are {list(KNOWN_ENCODER_TYPES)}")
     return str(name)
+
+
+def _hf_encoder(data: dict, encoder_type: str, base_dir: Path, problems: list[str]) -> tuple[Path | None, bool]:
+    """hf_model_dir / encoder_full_attention: required / allowed for t5gemma only."""
+    value, full_attention = data.get("hf_model_dir"), data.get("encoder_full_attention", False)
+    if encoder_type != "t5gemma":
+        for key in ("hf_model_dir", "encoder_full_attention"):
+            if key in data:
+                problems.append(f"{key}: only for encoder_type 't5gemma'; remove it")
+        return None, False
+    if "encoder_vocab" in data:
+        problems.append("encoder_vocab: a t5gemma encoder uses the tokenizer in hf_model_dir (as regress-lm's "
+                        "HuggingFaceVocab does); remove encoder_vocab")
+    if not isinstance(full_attention, bool):
+        problems.append(f"encoder_full_attention: must be true or false, got {full_attention!r}")
+        full_attention = False
+    if not isinstance(value, str) or not value:
+        problems.append(f"hf_model_dir: encoder_type 't5gemma' needs the local Hugging Face model directory "
+                        f"(config.json + tokenizer files), relative to the sidecar; got {value!r}")
+        return None, full_attention
+    resolved = (base_dir / value).resolve()
+    if not (resolved / "config.json").is_file():
+        problems.append(f"hf_model_dir: {value!r} resolves to {resolved}, which has no config.json; point it at the "
+                        f"Hugging Face model directory the encoder came from (perfhint never downloads it)")
+    return resolved, full_attention
 
 
 def _encoder_vocab(value: Any, base_dir: Path, problems: list[str]) -> EncoderVocabRef | None:

@@ -64,6 +64,9 @@ def _size(n_bytes: int) -> str:
 
 def _codec_line(codec: Any) -> str:
     spec = dict(codec.decoder_tokenizer)
+    if spec.get("type") == "text_number":  # an HF seq2seq model writing numbers as text (text_numbers.py)
+        return (f"numbers written as text, format {spec.get('format')!r} x {codec.max_num_objs} objective(s) "
+                f"joined by {spec.get('separator')!r}, then EOS; at most {spec.get('max_decode_len')} tokens")
     try:
         built = codec_from_spec(spec, codec.max_num_objs)
     except ValueError as error:
