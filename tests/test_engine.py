@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))
 from fake_predictor import FAIL_MARKER, MANIFEST, FakePredictor  # noqa: E402
 
 from perfhint import predict  # noqa: E402
+import perfhint.engine as engine_module  # noqa: E402
 from perfhint.engine import CACHE_FILE, Cancelled, CancelToken, Engine, NoBundle, resolve_bundle_path  # noqa: E402
 from perfhint.regions import find_regions  # noqa: E402
 from perfhint.settings import Settings  # noqa: E402
@@ -147,7 +148,8 @@ def test_run_async_runs_on_the_worker_thread() -> None:
 
 def test_no_bundle_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PERFHINT_BUNDLE", raising=False)
-    with pytest.raises(NoBundle, match="does not ship a trained model yet; pass --bundle"):
+    monkeypatch.setattr(engine_module, "shipped_bundle_path", lambda: None)
+    with pytest.raises(NoBundle, match="default model is missing from this install .*; pass --bundle"):
         resolve_bundle_path(None, how_to_set="pass --bundle PATH")
     with pytest.raises(NoBundle, match="not found at"):
         resolve_bundle_path(str(tmp_path / "missing"), how_to_set="pass --bundle PATH")

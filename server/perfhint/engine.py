@@ -297,7 +297,7 @@ def cache_key(bundle_sha256: str, text: str, samples: int, seed: int) -> str:
 # --- bundles ----------------------------------------------------------------------------------------
 
 def shipped_bundle_path() -> Path | None:
-    """The trained default bundle inside the package, once one ships (perfhint/models/default)."""
+    """The trained default bundle shipped inside the package (perfhint/models/default), if this install has it."""
     path = Path(__file__).resolve().parent / "models" / "default"
     return path if (path / "manifest.json").is_file() else None
 
@@ -317,7 +317,7 @@ def resolve_bundle_path(configured: str | None, *, root: str | Path | None = Non
     shipped = shipped_bundle_path()
     if shipped is not None:
         return shipped
-    raise NoBundle(f"perfhint: no model: perfhint does not ship a trained model yet; {how_to_set}")
+    raise NoBundle(f"perfhint: no model: the default model is missing from this install (reinstall perfhint); {how_to_set}")
 
 
 def load_predictor(path: Path, device: str) -> Any:

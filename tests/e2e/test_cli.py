@@ -32,7 +32,9 @@ def git(repo: Path, *args: str) -> None:
                    check=True, capture_output=True)
 
 
-def test_no_model_is_one_line_naming_bundle(capsys: pytest.CaptureFixture[str], workspace: Path) -> None:
+def test_no_model_is_one_line_naming_bundle(capsys: pytest.CaptureFixture[str], workspace: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "shipped_bundle_path", lambda: None)  # an install that lost its default model
     (workspace / "a.py").write_text(SOURCE)
     for command in ("annotate", "compare"):
         status, out, err = perfhint(capsys, command, str(workspace / "a.py"))

@@ -237,7 +237,7 @@ async def test_a_failing_model_is_shown_not_hidden(editor: Editor) -> None:
 
 
 async def test_no_bundle_names_the_setting(workspace: Path) -> None:
-    editor = await start_editor(workspace, FAKE_SERVER, {})
+    editor = await start_editor(workspace, FAKE_SERVER, {}, env={"PERFHINT_TEST_NO_SHIPPED_MODEL": "1"})
     try:
         uri = editor.open("a.py", SOURCE)
         lenses = await editor.until(lambda: _lens_matching(editor, uri, "no model"))
