@@ -1,0 +1,416 @@
+"""Training side: tokenizer, examples, the training loop and its resumption, evaluation, fine-tuning.
+
+Everything trains a tiny model (d_model 32, one layer each side) on a synthetic record set whose
+costs follow the input size, on one CPU thread. The fine-tune test runs the user's whole loop on
+real measurements: `perfhint measure --json` -> finetune -> `perfhint export` -> `perfhint predict`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from perfhint.encoder_vocab import EncoderVocab  # noqa: E402
+from perfhint_export.checkpoint import load_checkpoint  # noqa: E402
+from perfhint_train import baselines, evaluate, finetune, pretrain, tokenizer, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURE_DATA = REPO / "tests" / "data" / "measure"
+TINY_CONFIG = REPO / "training" / "configs" / "tiny.py"
+TINY_OVERRIDES = {"d_model": 32, "encoder_nhead": 4, "decoder_nhead": 4, "encoder_dim_feedforward": 64,
+                  "decoder_dim_feedforward": 64, "max_input_len": 96, "batch_size": 8, "max_steps": 40,
+                  "warmup_steps": 4, "lr": 3e-3, "log_interval": 4, "eval_interval": 20, "eval_examples": 16,
+                  "spearman_examples": 8, "checkpoint_interval": 1000, "max_train_records": None}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)  # the CI machine's cores are shared
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def synthetic_records() -> list[dict]:
+    """Records whose value is a clean function of the size in the context or code (so a model can learn)."""
+    records = []
+    python_templates = {  # name -> (code, bytes per item, fixed bytes)
+        "list": ("def f(n):\n    return [0] * n\n", 8, 56),
+        "bytes": ("def f(n):\n    return bytes(n)\n", 1, 33),
+        "dict": ("def f(n):\n    return {i: i for i in range(n)}\n", 40, 232),
+        "str": ("def f(n):\n    return 'x' * n\n", 1, 49),
+    }
+    for name, (code, per_item, fixed) in python_templates.items():
+        for n in (10, 30, 100, 300, 1000, 3000, 10_000, 30_000):
+            records.append({"id": f"py/{name}/{n}", "language": "python", "region_kind": "function",
+                            "metric": "peak_traced_heap", "unit": "B", "code": code, "context": {"args": f"({n},)"},
+                            "value": float(per_item * n + fixed), "group": f"py/{name}", "source": "test",
+                            "provenance": {"status": "ok"}, "measured_on": "test"})
+    for name, per_item in (("malloc", 1), ("calloc", 4)):
+        for n in (1_000, 100_000, 1_000_000, 10_000_000):
+            code = (f"#include <stdlib.h>\n#define N {n}L\nint main(void) {{\n    char *p = {name}(N * {per_item}"
+                    f"{', 1' if name == 'calloc' else ''});\n    return p == 0;\n}}\n")
+            records.append({"id": f"c/{name}/{n}", "language": "c", "region_kind": "program", "metric": "peak_rss",
+                            "unit": "B", "code": code, "context": {}, "value": float(1_300_000 + per_item * n),
+                            "group": f"c/{name}", "source": "test", "provenance": {}, "measured_on": "test"})
+    kernel = ("@triton.jit\ndef add_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):\n    pid = tl.program_id(0)\n\n"
+              "def add(x, y):\n    add_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)\n")
+    for n in (4096, 65_536, 1_048_576, 16_777_216):
+        for gpu, speed in (("H100", 1.0), ("A100", 1.6)):
+            records.append({"id": f"k/{gpu}/{n}", "language": "python", "region_kind": "triton_kernel",
+                            "metric": "median_latency", "unit": "ms", "code": kernel,
+                            "context": {"gpu": gpu, "shape": f"({n},)"}, "value": speed * (0.005 + n * 2e-8),
+                            "group": f"k/add/{gpu}", "source": "test", "provenance": {}, "measured_on": "test"})
+    return records
+
+
+@pytest.fixture(scope="session")
+def vocab() -> EncoderVocab:
+    return EncoderVocab.from_file(tokenizer.TOKENIZER_FILE, "hf_tokenizers")
+
+
+def tiny_config(**overrides: object) -> train.TrainConfig:
+    return train.load_config(TINY_CONFIG, {**TINY_OVERRIDES, **overrides})
+
+
+def tiny_run(vocab: EncoderVocab, **overrides: object) -> train.Run:
+    records = synthetic_records()
+    return train.build_run(tiny_config(**overrides), train_records=records, val_records=records[::3], vocab=vocab)
+
+
+@pytest.fixture(scope="session")
+def trained(vocab: EncoderVocab, tmp_path_factory: pytest.TempPathFactory) -> train.FitResult:
+    """A tiny model trained 40 steps on the synthetic records (shared by the tests that need weights)."""
+    torch.set_num_threads(1)
+    return train.fit(tiny_run(vocab), out_dir=tmp_path_factory.mktemp("tiny-run"), log=quiet)
+
+
+# ----------------------------------------------------------------------------------------------- tokenizer
+
+SMALL_CORPUS = [
+    "def squares(n):\n    return [i * i for i in range(n)]\n",
+    "import numpy as np\n\ndef grid(n):\n    return np.zeros((n, n), dtype=np.float64)\n",
+    "#include <stdio.h>\nint main(void) {\n    printf(\"%d\\n\", 4096);\n    return 0;\n}\n",
+    "@triton.jit\ndef add_kernel(x_ptr, y_ptr, out_ptr, n_elements, BLOCK_SIZE: tl.constexpr):\n"
+    "    pid = tl.program_id(axis=0)\n",
+] * 20
+
+
+def check_round_trip(tok, text: str) -> None:  # type: ignore[no-untyped-def]
+    assert tok.decode(tok.encode(text).ids) == text
+
+
+@pytest.mark.parametrize("text", [
+    "def f(n):\n\treturn n ** 2  # tab\n",
+    "x = 'ünïcödé → ✓'\n",
+    "   leading spaces and trailing   \n\n\n",
+    "int a[4096] = {0};",
+    "",
+])
+def test_small_tokenizer_round_trips(text: str) -> None:
+    tok = tokenizer.train_tokenizer(SMALL_CORPUS, vocab_size=300)
+    check_round_trip(tok, text)
+
+
+def test_small_tokenizer_ids_and_digits() -> None:
+    tok = tokenizer.train_tokenizer(SMALL_CORPUS, vocab_size=300)
+    assert (tok.token_to_id("<pad>"), tok.token_to_id("<unk>")) == (0, 1)
+    assert tok.get_vocab_size() == 300
+    pieces = [piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str("n = 4096")]
+    assert pieces == ["n", "Ġ=", "Ġ4", "0", "9", "6"]  # one digit per piece, the first keeps its space
+    assert 0 not in tok.encode(SMALL_CORPUS[0]).ids
+
+
+def test_tokenizer_training_is_deterministic() -> None:
+    first = tokenizer.train_tokenizer(SMALL_CORPUS, vocab_size=300).to_str()
+    assert tokenizer.train_tokenizer(SMALL_CORPUS, vocab_size=300).to_str() == first
+
+
+def test_committed_tokenizer(vocab: EncoderVocab) -> None:
+    assert (vocab.size, vocab.pad_id) == (16000, 0)
+    from tokenizers import Tokenizer
+
+    committed = Tokenizer.from_file(str(tokenizer.TOKENIZER_FILE))
+    check_round_trip(committed, SMALL_CORPUS[0] + SMALL_CORPUS[2])
+    assert vocab.encode("def f(n):") == committed.encode("def f(n):").ids  # the server's path gives the same ids
+    report = json.loads((tokenizer.TOKENIZER_FILE.parent / tokenizer.CORPUS_REPORT_FILE).read_text())
+    assert not report["include_share_alike"]
+    assert all(tokenizer.is_permissive(part["licence"]) for part in report["parts"])
+
+
+@pytest.mark.parametrize("licence, permissive", [
+    ("MIT", True), ("BSD-3-Clause AND 0BSD AND MIT AND Zlib AND CC0-1.0", True), ("Apache 2.0", True),
+    ("Apache-2.0 OR BSD-2-Clause", True), ("Python Software Foundation License", True),
+    ("MPL-2.0 AND MIT", False), ("GPL-3.0-or-later", False), ("LGPL-2.1", False), ("", False),
+    ("Permission is hereby granted", False), ("CC-BY-SA-2.0", False),
+])
+def test_licence_filter(licence: str, permissive: bool) -> None:
+    assert tokenizer.is_permissive(licence) is permissive
+
+
+# ----------------------------------------------------------------------------------------------- config, examples
+
+
+def test_config_files_load() -> None:
+    for name in ("tiny.py", "default.py"):
+        config = train.load_config(REPO / "training" / "configs" / name)
+        assert config.objectives == ["peak_memory", "median_latency"]
+        assert config.model_config(16000, train.codec_from_spec(config.decoder_tokenizer, 2), 0).decode_len == 14
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr = 10 ** -3\n", "not a literal"),
+    ("learning_rate = 1e-3\n", "unknown config keys"),
+    ("import os\n", "only `name = literal`"),
+    ("objectives = ['peak_memory', 'energy']\n", "not one of"),
+])
+def test_bad_config_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.py"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        train.load_config(path)
+
+
+def check_example(vocab: EncoderVocab, record: dict, objective: int, value: float) -> None:
+    run = train.build_run(tiny_config(), train_records=[record], val_records=[], vocab=vocab)
+    [example] = run.train_examples
+    assert (example.objective, example.value) == (objective, pytest.approx(value))
+    decoded = run.codec.decode(example.targets)
+    assert decoded[objective] == pytest.approx(value, rel=1e-3) and math.isnan(decoded[1 - objective])
+    per_obj = run.codec.num_tokens_per_obj
+    counted = [position for position, token in enumerate(example.loss_targets) if token != 0]
+    other_first = (1 - objective) * per_obj
+    assert counted == sorted([*range(objective * per_obj, (objective + 1) * per_obj), other_first])
+    assert example.ids[: 5] == vocab.encode(train.model_text(record, run.config.input_template))[: 5]
+
+
+def test_memory_record_fills_objective_0(vocab: EncoderVocab) -> None:
+    check_example(vocab, synthetic_records()[3], 0, 8 * 300 + 56)
+
+
+def test_kernel_record_fills_objective_1_in_ms(vocab: EncoderVocab) -> None:
+    record = {**synthetic_records()[-1], "value": 250.0, "unit": "us"}
+    check_example(vocab, record, 1, 0.25)
+
+
+def test_records_without_an_objective_are_dropped(vocab: EncoderVocab) -> None:
+    records = [{**synthetic_records()[0], "metric": "gpu_peak_memory", "unit": "MB"},
+               {**synthetic_records()[0], "value": None},
+               {**synthetic_records()[0], "provenance": {"status": "timeout"}}]
+    run = train.build_run(tiny_config(), train_records=records, val_records=[], vocab=vocab)
+    assert run.train_examples == [] and sum(run.dropped.values()) == 3
+
+
+def test_batches_cover_every_example_once_and_cut_padding() -> None:
+    lengths = [int(length) for length in np.random.default_rng(0).integers(5, 500, size=1000)]
+    batches = train.epoch_batches(lengths, 16, seed=3, epoch=2, bucket_batches=20)
+    assert sorted(index for batch in batches for index in batch) == list(range(1000))
+    assert batches == train.epoch_batches(lengths, 16, seed=3, epoch=2, bucket_batches=20)
+    assert batches != train.epoch_batches(lengths, 16, seed=3, epoch=3, bucket_batches=20)
+
+    def padding(batches: list[list[int]]) -> int:
+        return sum(max(lengths[i] for i in batch) * len(batch) - sum(lengths[i] for i in batch) for batch in batches)
+
+    unsorted = train.epoch_batches(lengths, 16, seed=3, epoch=2, bucket_batches=1)
+    assert padding(batches) < 0.2 * padding(unsorted)
+
+
+def test_fused_attention_matches_reference(vocab: EncoderVocab) -> None:
+    run = tiny_run(vocab)
+    batch = train.collate(run.train_examples[::5], vocab.pad_id)  # mixed lengths: padded rows
+    assert (batch["encoder_ids"] == vocab.pad_id).any()
+    model = run.model.eval()
+    with torch.no_grad():
+        reference = model(batch["encoder_ids"], batch["decoder_input_ids"])
+        with train.fused_attention():
+            fused = model(batch["encoder_ids"], batch["decoder_input_ids"])
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def test_tiny_model_loss_goes_down(trained: train.FitResult) -> None:
+    losses = [loss for _, loss in trained.train_losses]
+    assert len(losses) == 10
+    assert losses[-1] < 0.75 * losses[0], losses
+    assert trained.evals and all(math.isfinite(entry["val_loss"]) for entry in trained.evals)
+
+
+def test_resume_continues_exactly(vocab: EncoderVocab, tmp_path: Path) -> None:
+    settings = {"max_steps": 12, "eval_interval": 0}
+    straight = train.fit(tiny_run(vocab, **settings), out_dir=tmp_path / "straight", log=quiet)
+    interrupted = train.fit(tiny_run(vocab, **settings), out_dir=tmp_path / "resumed", max_steps=8, log=quiet)
+    assert interrupted.step == 8
+    resumed_run = tiny_run(vocab, **settings)
+    resumed = train.fit(resumed_run, out_dir=tmp_path / "resumed", resume=True, log=quiet)
+    assert resumed.train_losses[-1] == straight.train_losses[-1]  # (12, loss over steps 9..12), bit for bit
+    final = load_checkpoint(tmp_path / "straight" / train.CHECKPOINT_FILE).model.state_dict()
+    for key, value in resumed_run.model.state_dict().items():
+        assert torch.equal(value, final[key]), key
+
+
+def test_resume_refuses_a_changed_config(vocab: EncoderVocab, tmp_path: Path) -> None:
+    train.fit(tiny_run(vocab, max_steps=4, eval_interval=0), out_dir=tmp_path, log=quiet)
+    with pytest.raises(ValueError, match="batch_size"):
+        train.fit(tiny_run(vocab, max_steps=8, batch_size=4), out_dir=tmp_path, resume=True, log=quiet)
+
+
+def test_checkpoint_is_self_describing(trained: train.FitResult) -> None:
+    loaded = load_checkpoint(trained.checkpoint)
+    assert [(metric.name, metric.unit) for metric in loaded.metrics] == [("peak_memory", "B"), ("median_latency", "ms")]
+    assert loaded.input_template == {"kind": "perfhint-v1", "task": "cost"}
+    assert (loaded.encoder_vocab.size, loaded.config.max_input_len, loaded.codec.decode_len) == (16000, 96, 14)
+    assert train.objectives_from_metrics(loaded.metrics) == tuple(train.OBJECTIVES.values())
+
+
+def test_pretrain_sketch_runs_and_round_trips(vocab: EncoderVocab, tmp_path: Path) -> None:
+    run = tiny_run(vocab)
+    windows = pretrain.windows([vocab.encode(text) for text in SMALL_CORPUS[:4]], 32)
+    losses = pretrain.pretrain_encoder(run.model, windows, steps=3, batch_size=4, log=quiet)
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    path = pretrain.save_encoder(run.model, tmp_path / "encoder.safetensors")
+    fresh = tiny_run(vocab, init_encoder=str(path)).model
+    torch.testing.assert_close(fresh.encoder.embedding.weight, run.model.encoder.embedding.weight)
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+
+
+def check_score(truth: list[float], predicted: list[float], groups: list[str]) -> dict:
+    from scipy.stats import kendalltau, spearmanr
+
+    p10 = [value / 2 for value in predicted]
+    p90 = [value * 2 for value in predicted]
+    result = evaluate.score(truth, predicted, p10, p90, groups, "B")
+    finite = [index for index, value in enumerate(predicted) if math.isfinite(value)]
+    t = np.array(truth)[finite]
+    p = np.array(predicted)[finite]
+    assert result["spearman"] == pytest.approx(spearmanr(t, p).statistic)
+    assert result["kendall_tau"] == pytest.approx(kendalltau(t, p).statistic)
+    assert result["log10_error"] == pytest.approx(np.mean(np.abs(np.log10(p) - np.log10(t))))
+    assert result["coverage_p10_p90"] == pytest.approx(np.mean((t >= p / 2) & (t <= p * 2)))
+    assert result["missing"] == len(truth) - len(finite)
+    return result
+
+
+def test_metrics_equal_scipy() -> None:
+    truth = [10.0, 20.0, 30.0, 40.0, 100.0, 200.0, 300.0, 5.0]
+    predicted = [12.0, 18.0, 45.0, 39.0, 300.0, 150.0, 290.0, math.nan]
+    groups = ["a", "a", "a", "a", "b", "b", "b", "c"]
+    result = check_score(truth, predicted, groups)
+    from scipy.stats import spearmanr
+
+    expected = np.mean([spearmanr(truth[:4], predicted[:4]).statistic, spearmanr(truth[4:7], predicted[4:7]).statistic])
+    assert (result["spearman_within_groups"], result["n_groups"]) == (pytest.approx(expected), 2)
+
+
+def test_constant_groups_are_not_averaged() -> None:
+    truth, predicted = [1.0, 1.0, 1.0, 5.0, 6.0, 7.0], [1.0, 2.0, 3.0, 4.0, 4.0, 4.0]
+    value, groups = evaluate.spearman_within_groups(np.array(truth), np.array(predicted), ["a"] * 3 + ["b"] * 3)
+    assert (value, groups) == (0.0, 1)  # a: constant truth, skipped; b: constant prediction ranks nothing
+
+
+@pytest.mark.parametrize("context, code, size", [
+    ({"args": "(10**5,)"}, "", 100_000),
+    ({"args": "([1, 2, 3], 'abcd')"}, "", 7),
+    ({"args": "(3,)", "kwargs": "{'k': 4}"}, "", 7),
+    ({"shape": "[[4096]]"}, "", 4096),
+    ({"shape": "(4096, 1024)", "gpu": "H100"}, "", 4096 * 1024),
+    ({"shape": "[(2, 3), (3, 4)]"}, "", 18),
+    ({}, "#define N 10L\nint main(void) { char *p = malloc(N + 8); return 0; }", 18),
+    ({}, "N_ITEMS = 1000\nprint(N_ITEMS)\n", 1000),
+])
+def test_input_size(context: dict, code: str, size: float) -> None:
+    assert baselines.input_size({"context": context, "code": code, "region_kind": "program"}) == size
+
+
+def test_baselines_rank_sizes(vocab: EncoderVocab) -> None:
+    records = synthetic_records()
+    rows = evaluate.labelled_rows(records, tuple(train.OBJECTIVES.values()))
+    train_rows = [row for row in rows if not row.record["group"].endswith(("dict", "malloc", "A100"))]
+    test_rows = [row for row in rows if row.record["group"].endswith(("dict", "malloc", "A100"))]
+    predictions = evaluate.baseline_predictions(train_rows, test_rows)
+    assert set(predictions) == set(baselines.BASELINES)
+    report = evaluate.evaluate_rows(test_rows, predictions)
+    assert report["python/function/peak_traced_heap"]["predictors"]["input_size"]["spearman"] == pytest.approx(1.0)
+    assert "|" in evaluate.markdown_table(report)
+
+
+def test_evaluate_cli(trained: train.FitResult, tmp_path: Path) -> None:
+    records = synthetic_records()
+    for split, chosen in (("train", records[1::2]), ("test", records[::2])):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(record) + "\n" for record in chosen))
+    out = tmp_path / "report.json"
+    from perfhint_train import cli
+
+    assert cli.main(["evaluate", "--checkpoint", str(trained.checkpoint), "--data-dir", str(tmp_path),
+                     "--samples", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    tasks = report["tasks"]
+    assert set(tasks) == {"python/function/peak_traced_heap", "c/program/peak_rss", "python/triton_kernel/median_latency"}
+    assert set(tasks["c/program/peak_rss"]["predictors"]) == {"model", *baselines.BASELINES}
+
+
+# ----------------------------------------------------------------------------------------------- fine-tuning
+
+MEASURED_FILES = ("fn_squares.py", "fn_word_counts.py", "fn_sort_in_place.py", "py_script_hello.py", "c_small.c",
+                  "cpp_iostream.cpp")
+
+
+def measure(path: Path) -> list[dict]:
+    """`perfhint measure FILE --json`, as a user makes fine-tuning data."""
+    result = subprocess.run([sys.executable, "-m", "perfhint", "measure", str(path), "--json"], capture_output=True,
+                            text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_finetune_export_predict_end_to_end(trained: train.FitResult, tmp_path: Path) -> None:
+    from perfhint import cli
+
+    records = [record for name in MEASURED_FILES for record in measure(MEASURE_DATA / name)]
+    assert len(records) >= len(MEASURED_FILES) and all(record["value"] for record in records)
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+    result = finetune.finetune(records, trained.checkpoint, tmp_path / "mine.safetensors", lr=1e-3, max_epochs=4,
+                               patience=2, batch_size=4, log=quiet)
+    assert result.val_loss_after <= result.val_loss_before
+    assert result.train_records + result.val_records == len(records)
+    assert load_checkpoint(result.out).provenance.source["sha256"] == load_checkpoint(trained.checkpoint).provenance.sha256
+
+    bundle = tmp_path / "bundle"
+    assert cli.main(["export", str(result.out), "--out", str(bundle), "--precision", "fp32"]) == 0
+    predictions = tmp_path / "predictions.jsonl"
+    assert cli.main(["predict", "--bundle", str(bundle), "--jsonl", str(data), "--out", str(predictions),
+                     "--samples", "4"]) == 0
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    assert [line["id"] for line in lines] == [record["id"] for record in records]
+    assert all(line["predictions"][0]["metric"] == "peak_memory" for line in lines)
+    rows = evaluate.labelled_rows(records, train.objectives_from_metrics(load_checkpoint(result.out).metrics))
+    scored = evaluate.evaluate_rows(rows, {"bundle": evaluate.bundle_predictions(bundle, rows, samples=4)})
+    assert sum(entry["n"] for entry in scored.values()) == len(records)
+
+
+@pytest.mark.parametrize("groups, n_val", [(["a"], 0), (["a", "a", "a", "a", "a"], 1), (list("abcdefghij"), 2)])
+def test_held_out_split(groups: list[str], n_val: int) -> None:
+    records = [{"id": str(index), "group": group} for index, group in enumerate(groups)]
+    train_part, val_part = finetune.split_held_out(records)
+    if len(records) == 1:
+        assert train_part == val_part == records  # one record validates on itself (regress-lm's default)
+        return
+    assert len(val_part) == n_val and len(train_part) + len(val_part) == len(records)
+    assert not {r["group"] for r in val_part} & {r["group"] for r in train_part} or len(set(groups)) == 1
