@@ -91,7 +91,11 @@ def test_compare_against_head_and_fail_over(capsys: pytest.CaptureFixture[str], 
     assert status == 2 and "not a git revision" in err
 
 
-def test_doctor_names_the_fix(capsys: pytest.CaptureFixture[str], fake_bundle: Path) -> None:
+def test_doctor_names_the_fix(capsys: pytest.CaptureFixture[str], fake_bundle: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    status, out, _ = perfhint(capsys, "doctor")  # the shipped default model
+    assert status == 0 and "purpose default" in out, out
+    monkeypatch.setattr(engine, "shipped_bundle_path", lambda: None)  # an install that lost its default model
     status, out, _ = perfhint(capsys, "doctor")
     assert status == 1 and "fix:" in out and "--bundle" in out
     status, out, _ = perfhint(capsys, "doctor", "--bundle", str(fake_bundle))
