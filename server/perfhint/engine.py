@@ -210,39 +210,35 @@ class DiskCache:
         """Mark entries as used now (one transaction per run), so eviction drops the least recently used."""
         if not keys:
             return
-        with self._lock:
-            connection = self._connect()
-            if connection is None:
-                return
-            try:
-                connection.execute("BEGIN")
-                connection.executemany("UPDATE predictions SET used = ? WHERE key = ?",
-                                       [(time.time(), key) for key in keys])
-                connection.execute("COMMIT")
-            except sqlite3.Error as error:
-                try:
-                    connection.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                self._disable(error)
+        now = time.time()
+        self._transaction(lambda connection: connection.executemany(
+            "UPDATE predictions SET used = ? WHERE key = ?", [(now, key) for key in keys]))
 
     def put_many(self, items: Sequence[tuple[str, TextResult]]) -> None:
         if not items:
             return
+        now = time.time()
+
+        def write(connection: sqlite3.Connection) -> None:
+            connection.executemany("INSERT OR REPLACE INTO predictions (key, value, used) VALUES (?, ?, ?)",
+                                   [(key, value.to_json(), now) for key, value in items])
+            self._writes += len(items)
+            if self._writes >= 256:
+                self._writes = 0
+                connection.execute("DELETE FROM predictions WHERE key IN (SELECT key FROM predictions "
+                                   "ORDER BY used DESC LIMIT -1 OFFSET ?)", (self.max_entries,))
+
+        self._transaction(write)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        """Run `work` in one transaction under the lock; any sqlite error turns the disk cache off."""
         with self._lock:
             connection = self._connect()
             if connection is None:
                 return
-            now = time.time()
             try:
                 connection.execute("BEGIN")
-                connection.executemany("INSERT OR REPLACE INTO predictions (key, value, used) VALUES (?, ?, ?)",
-                                       [(key, value.to_json(), now) for key, value in items])
-                self._writes += len(items)
-                if self._writes >= 256:
-                    self._writes = 0
-                    connection.execute("DELETE FROM predictions WHERE key IN (SELECT key FROM predictions "
-                                       "ORDER BY used DESC LIMIT -1 OFFSET ?)", (self.max_entries,))
+                work(connection)
                 connection.execute("COMMIT")
             except sqlite3.Error as error:
                 try:
