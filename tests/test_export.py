@@ -77,14 +77,17 @@ def exported(regress_lm_fixtures: Path, tmp_path_factory: pytest.TempPathFactory
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(onnx_graphs, "export_graphs", reusing_graphs({checkpoints[k].config: fp32[k] for k in fp32}))
         int8["A"] = write_bundle(checkpoints["A"], out / "A-int8", precision="int8", purpose="test")
+        mixed = write_bundle(checkpoints["A"], out / "A-int8-encoder", precision="int8-encoder", purpose="test")
         name, file_name = FIXTURES["B"]  # B's int8 bundle through the CLI: its happy path, default precision
         code = cli.main(["export", str(regress_lm_fixtures / file_name), "--config", str(SIDECARS / f"{name}.sidecar.json"),
                          "--out", str(out / "B-int8"), "--purpose", "test"])
         assert code == 0
         int8["B"] = load_bundle(out / "B-int8")
-    return {key: Exported(checkpoints[key], {"fp32": fp32[key], "int8": int8[key]}, golden[name],
-                          {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(name + ".")})
-            for key, (name, _) in FIXTURES.items()}
+    items = {key: Exported(checkpoints[key], {"fp32": fp32[key], "int8": int8[key]}, golden[name],
+                           {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(name + ".")})
+             for key, (name, _) in FIXTURES.items()}
+    items["A"].bundles["int8-encoder"] = mixed
+    return items
 
 
 @pytest.fixture
@@ -203,6 +206,29 @@ def test_manifest_records_precision_and_parity(exported: dict[str, Exported], ke
     assert manifest["model"]["purpose"] == "test"  # the Mapping view predict.py reads
     assert manifest.codec.max_num_objs == exported[key].checkpoint.max_num_objs
     assert json.loads((bundle.path / MANIFEST_FILE).read_text()) == dict(manifest)
+
+
+@pytest.mark.parametrize("length", [0, 19, 33])
+def test_int8_encoder_bundle_quantizes_only_the_encoder(exported: dict[str, Exported], length: int) -> None:
+    item = exported["A"]
+    mixed, fp32 = item.bundles["int8-encoder"], item.bundles["fp32"]
+    assert mixed.precision == "int8-encoder" and mixed.manifest.parity["precision"] == "int8-encoder"
+    assert {role: graph.precision for role, graph in mixed.manifest.graphs.items()} == {
+        "encoder": "int8", "decoder_step": "fp32"}
+    assert mixed.manifest.quantization["graphs"] == ["encoder"]
+    assert mixed.manifest.graphs["decoder_step"].sha256 == fp32.manifest.graphs["decoder_step"].sha256
+    assert mixed.manifest.graphs["encoder"].bytes < fp32.manifest.graphs["encoder"].bytes / 2
+    check_parity_at(item, "int8-encoder", length)
+
+
+def test_a_mix_of_precisions_the_exporter_never_writes_is_refused(exported: dict[str, Exported],
+                                                                  tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(exported["A"].bundles["int8-encoder"].path, tmp_path / "swapped"))
+    manifest = json.loads((copy / MANIFEST_FILE).read_text())
+    manifest["graphs"]["encoder"]["precision"], manifest["graphs"]["decoder_step"]["precision"] = "fp32", "int8"
+    (copy / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="mix of graph precisions"):
+        load_bundle(copy)
 
 
 def tampered_copy(bundle: Bundle, tmp_path: Path, file_name: str) -> Path:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from perfhint.context import Context, parse_directive
+from perfhint.input_size import size_text
 from perfhint.input_template import TemplateError, render_model_input
 from perfhint.predict import format_band, format_delta, format_percent, format_quantity
 from perfhint.engine import Engine
@@ -86,6 +87,32 @@ def test_perfhint_v1_header_sorted_one_line() -> None:
                 "<perfhint-v1 task=peak_memory language=python kind=function> args=(1 << 20,); gpu=H100; "
                 "shape=(4096, 4096)\ndef f(n):\n    return n\n")
     check_input({"kind": "perfhint-v1"}, Context(), "<perfhint-v1 task=cost language=python kind=function>\nx", code="x")
+
+
+def test_perfhint_v2_states_the_input_size_inside_the_tag() -> None:
+    texts = Context(texts={"shape": "[[4096, 4096]]", "gpu": "H100"})
+    check_input({"kind": "perfhint-v2", "task": "latency"}, texts,
+                "<perfhint-v2 task=latency language=python kind=function size=1.7e7> gpu=H100; shape=[[4096, 4096]]\nx",
+                code="x")
+    check_input({"kind": "perfhint-v2"}, Context(), "<perfhint-v2 task=cost language=python kind=function size=0>\nx",
+                code="x")
+    # A value the safe evaluator refuses to build is an unknown size, not zero.
+    check_input({"kind": "perfhint-v2"}, Context(texts={"args": "([0] * 10**12,)"}),
+                "<perfhint-v2 task=cost language=python kind=function size=?> args=([0] * 10**12,)\nx", code="x")
+
+
+def test_perfhint_v2_reads_a_program_size_from_its_code() -> None:
+    code = "#define N 100000\nint main(void) { return 0; }\n"
+    text = render_model_input({"kind": "perfhint-v2"}, language="c", region_kind="program", code=code, context=None)
+    assert text == "<perfhint-v2 task=cost language=c kind=program size=1e5>\n" + code
+
+
+@pytest.mark.parametrize("size, text", [
+    (None, "?"), (float("nan"), "?"), (0.0, "0"), (-3.0, "0"), (1.0, "1e0"), (7.0, "7e0"), (12.0, "1.2e1"),
+    (99.9, "1e2"), (4096.0 * 4096, "1.7e7"), (0.25, "2.5e-1"), (3e-7, "3e-7"), (1e300, "1e300"),
+])
+def test_size_text_is_one_spelling_per_magnitude(size: float | None, text: str) -> None:
+    assert size_text(size) == text
 
 
 def test_unknown_template_kind_names_the_fix() -> None:

@@ -271,9 +271,23 @@ def test_resume_refuses_a_changed_config(vocab: EncoderVocab, tmp_path: Path) ->
 def test_checkpoint_is_self_describing(trained: train.FitResult) -> None:
     loaded = load_checkpoint(trained.checkpoint)
     assert [(metric.name, metric.unit) for metric in loaded.metrics] == [("peak_memory", "B"), ("median_latency", "ms")]
+    assert "tracemalloc" in loaded.metrics[0].meaning and "do_bench" in loaded.metrics[1].meaning  # for the hover
     assert loaded.input_template == {"kind": "perfhint-v1", "task": "cost"}
     assert (loaded.encoder_vocab.size, loaded.config.max_input_len, loaded.codec.decode_len) == (16000, 96, 14)
     assert train.objectives_from_metrics(loaded.metrics) == tuple(train.OBJECTIVES.values())
+
+
+def test_warm_start_loads_every_weight_and_may_change_the_template(trained: train.FitResult, vocab: EncoderVocab
+                                                                   ) -> None:
+    run = tiny_run(vocab, init_from=str(trained.checkpoint), input_template={"kind": "perfhint-v2", "task": "cost"})
+    start = load_checkpoint(trained.checkpoint).model.state_dict()
+    assert all(torch.equal(value, start[key]) for key, value in run.model.state_dict().items())
+    assert run.train_examples[0].ids != tiny_run(vocab).train_examples[0].ids  # the header changed
+
+
+def test_warm_start_refuses_another_architecture(trained: train.FitResult, vocab: EncoderVocab) -> None:
+    with pytest.raises(ValueError, match=r"init_from .*architecture differs.*train from scratch"):
+        tiny_run(vocab, init_from=str(trained.checkpoint), d_model=64)
 
 
 def test_pretrain_sketch_runs_and_round_trips(vocab: EncoderVocab, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from perfhint.bundle import (
     DECODER_STEP_FILE,
     ENCODER_FILE,
     MANIFEST_FILE,
-    PRECISIONS,
+    EXPORT_PRECISIONS,
     PURPOSES,
     TOKENIZER_FILES,
     Bundle,
@@ -67,8 +67,8 @@ def write_bundle(checkpoint: LoadedCheckpoint, out_dir: str | Path, *, precision
     `before_parity` is called with the staged graph paths {"encoder", "decoder_step"} right before the gate;
     tests use it to corrupt a weight and prove the gate refuses it.
     """
-    if precision not in PRECISIONS:
-        raise BundleWriteError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    if precision not in EXPORT_PRECISIONS:
+        raise BundleWriteError(f"precision {precision!r} is not one of {list(EXPORT_PRECISIONS)}")
     if purpose not in PURPOSES:
         raise BundleWriteError(f"purpose {purpose!r} is not one of {list(PURPOSES)}")
     out_dir = Path(out_dir).absolute()
@@ -117,10 +117,13 @@ def _stage_graphs(checkpoint: LoadedCheckpoint, staging: Path, precision: str
     else:
         exported = onnx_graphs.export_graphs(checkpoint.model.state_dict(), checkpoint.config, scratch,
                                              encoder_file=ENCODER_FILE, decoder_file=DECODER_STEP_FILE)
-    if precision == "int8":
-        graphs, quantization = quantize.quantize_graphs(exported, staging)
-    else:
-        graphs, quantization = quantize.copy_graphs(exported, staging), None
+    plan = EXPORT_PRECISIONS[precision]
+    to_quantize = {role: path for role, path in exported.items() if plan[role] == "int8"}
+    graphs, quantization = quantize.copy_graphs({role: path for role, path in exported.items()
+                                                 if role not in to_quantize}, staging), None
+    if to_quantize:
+        quantized, quantization = quantize.quantize_graphs(to_quantize, staging)
+        graphs.update(quantized)
     shutil.rmtree(scratch)
     return graphs, quantization
 
@@ -142,8 +145,8 @@ def _manifest(checkpoint: LoadedCheckpoint, staging: Path, graphs: dict[str, Pat
     provenance = checkpoint.provenance
     metrics = tuple(
         Metric(name=metric.name, unit=metric.unit,
-               meaning=getattr(metric, "meaning", "") or f"objective {index} of the model's output, "
-                                                         f"named by its checkpoint")
+               meaning=metric.meaning or f"objective {index} of the model's output, named by its checkpoint "
+                                         f"(the checkpoint does not say what it measures)")
         for index, metric in enumerate(checkpoint.metrics))
     return Manifest(
         model=ModelInfo(name=name or Path(provenance.path).stem, version=version or provenance.sha256[:12],
@@ -154,7 +157,8 @@ def _manifest(checkpoint: LoadedCheckpoint, staging: Path, graphs: dict[str, Pat
         architecture={**checkpoint.config.to_dict(), **getattr(checkpoint.model, "manifest_architecture", {})},
         metrics=metrics,
         input_template=dict(checkpoint.input_template),
-        graphs={role: Graph(file=path.name, precision=precision, sha256=sha256_file(path), bytes=path.stat().st_size)
+        graphs={role: Graph(file=path.name, precision=EXPORT_PRECISIONS[precision][role], sha256=sha256_file(path),
+                            bytes=path.stat().st_size)
                 for role, path in graphs.items()},
         quantization=quantization,
         parity=finite_json(report),

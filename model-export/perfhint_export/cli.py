@@ -1,4 +1,4 @@
-"""`perfhint export CHECKPOINT [--config SIDECAR.json] --out DIR [--precision fp32|int8] [--name N] [--purpose P]`.
+"""`perfhint export CHECKPOINT [--config SIDECAR.json] --out DIR [--precision fp32|int8|int8-encoder] [--name N] [--purpose P]`.
 
 What is hard: every way this can go wrong on user input — a missing file, a pickle we refuse to load, a
 sidecar that disagrees with the weights, a model whose int8 graphs fail parity — must end as one line on
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from perfhint.bundle import PRECISIONS, PURPOSES, BundleError
+from perfhint.bundle import EXPORT_PRECISIONS, PURPOSES, BundleError
 from perfhint.encoder_vocab import EncoderVocabError
 
 EXIT_USER_ERROR = 2
@@ -25,8 +25,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, metavar="SIDECAR.json",
                         help="sidecar describing a regress-lm checkpoint (tokenizers, max_num_objs, max_input_len)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle directory to write (or replace)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="int8",
-                        help="graph precision (default int8: ~4x smaller, 1.1-1.5x faster on CPU; gated on parity like fp32)")
+    parser.add_argument("--precision", choices=list(EXPORT_PRECISIONS), default="int8",
+                        help="graph precision (default int8: ~4x smaller, 1.1-1.5x faster on CPU; int8-encoder "
+                             "keeps the decoder float; all gated on parity like fp32)")
     parser.add_argument("--name", default=None, help="model name in the manifest (default: the checkpoint's file name)")
     parser.add_argument("--purpose", choices=PURPOSES, default="user", help="what the bundle is for (default user)")
 
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
             checkpoint = load_checkpoint(args.checkpoint, args.config)
             bundle = write_bundle(checkpoint, args.out, precision=args.precision, name=args.name, purpose=args.purpose)
     except ParityError as error:
-        fix = " (try --precision fp32)" if args.precision == "int8" else " (please report this as a perfhint bug)"
+        fix = {"int8": " (try --precision int8-encoder, or fp32)",
+               "int8-encoder": " (try --precision fp32)"}.get(args.precision, " (please report this as a perfhint bug)")
         print(f"perfhint export: {_one_line(error)}{fix}", file=sys.stderr)
         return EXIT_USER_ERROR
     except user_errors as error:

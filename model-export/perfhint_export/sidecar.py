@@ -59,6 +59,7 @@ class Metric:
 
     name: str
     unit: str = ""
+    meaning: str = ""  # what is measured, for the hover; a regress-lm sidecar may leave it out
 
 
 @dataclass(frozen=True)
@@ -226,12 +227,15 @@ def _metrics(value: Any, max_num_objs: Any, problems: list[str]) -> tuple[Metric
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
             problems.append(f'metrics[{index}]: must be {{"name": non-empty string, "unit": string}}, got {item!r}')
             continue
-        for key in sorted(set(item) - {"name", "unit"}):
-            problems.append(f"metrics[{index}].{key}: unknown key; the known keys are ['name', 'unit']")
-        unit = item.get("unit", "")
+        for key in sorted(set(item) - {"name", "unit", "meaning"}):
+            problems.append(f"metrics[{index}].{key}: unknown key; the known keys are ['meaning', 'name', 'unit']")
+        unit, meaning = item.get("unit", ""), item.get("meaning", "")
         if not isinstance(unit, str):
             problems.append(f"metrics[{index}].unit: must be a string, got {unit!r}")
-        metrics.append(Metric(item["name"], unit if isinstance(unit, str) else ""))
+        if not isinstance(meaning, str):
+            problems.append(f"metrics[{index}].meaning: must be a string, got {meaning!r}")
+        metrics.append(Metric(item["name"], unit if isinstance(unit, str) else "",
+                              meaning if isinstance(meaning, str) else ""))
     names = [metric.name for metric in metrics]
     if len(set(names)) != len(names):
         problems.append(f"metrics: names must be distinct, got {names}")

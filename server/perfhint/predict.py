@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from perfhint.input_template import render_model_input
+from perfhint.input_size import region_input_size, size_text
+from perfhint.input_template import PERFHINT_V2, render_model_input
 from perfhint.settings import BYTES, SECONDS, UNITS, Settings
 
 MINUS = "\u2212"  # the typographic minus: "−12 %" never reads as a hyphen
@@ -191,6 +192,7 @@ class Prediction:
     args_source: str | None = None  # "comment" | "call" | None: where the arguments came from
     defaulted: tuple[str, ...] = ()  # context keys filled in from settings, not written in the code
     has_error: bool = False  # the region's code had a syntax error when predicted
+    input_size: str | None = None  # the size the model's header stated (perfhint-v2 templates), e.g. "1e6"
 
     @property
     def primary(self) -> MetricValue | None:
@@ -287,7 +289,15 @@ def to_prediction(region: Any, context: Any, text_prediction: Any, *, bundle: An
         cache_key=cache_key, target_gpu=_target_gpu(region.kind, context),
         args_source=getattr(context, "args_source", None),
         defaulted=tuple(sorted(set(texts) - set(getattr(region.context, "texts", None) or {}))),
-        has_error=bool(getattr(region, "has_error", False)))
+        has_error=bool(getattr(region, "has_error", False)), input_size=stated_input_size(region, texts, bundle))
+
+
+def stated_input_size(region: Any, texts: Mapping[str, str], bundle: Any) -> str | None:
+    """The size text a perfhint-v2 header gave the model for this region (None for other templates)."""
+    template = bundle_manifest(bundle).get("input_template") or {}
+    if template.get("kind") != PERFHINT_V2:
+        return None
+    return size_text(region_input_size(context=texts, code=region.code, region_kind=region.kind))
 
 
 def predict(region: Any, settings: Settings, predictor: Any) -> Prediction:

@@ -23,7 +23,7 @@ MANIFEST = {
         {"name": "peak_memory", "unit": "B", "meaning": "peak resident memory while the code runs"},
         {"name": "latency", "unit": "s", "meaning": "GPU kernel time"},
     ],
-    "input_template": {"kind": "perfhint-v1", "task": "cost"},
+    "input_template": {"kind": "perfhint-v2", "task": "cost"},  # what the default model reads
 }
 
 

@@ -12,7 +12,7 @@ train_data = ".work/data/train.jsonl"
 val_data = ".work/data/val.jsonl"
 
 tokenizer = "training/tokenizer/tokenizer.json"
-input_template = {"kind": "perfhint-v1", "task": "cost"}
+input_template = {"kind": "perfhint-v2", "task": "cost"}
 max_input_len = 512
 
 objectives = ["peak_memory", "median_latency"]

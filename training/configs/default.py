@@ -13,7 +13,7 @@ val_data = ".work/data/val.jsonl"
 
 # Input: the committed byte-level BPE and the server's own template (perfhint/input_template.py).
 tokenizer = "training/tokenizer/tokenizer.json"
-input_template = {"kind": "perfhint-v1", "task": "cost"}
+input_template = {"kind": "perfhint-v2", "task": "cost"}
 max_input_len = 2048  # TransCoder programs fit in 650 tokens; Triton modules have a median of 1.3k-2.8k
 
 # Output: objective 0 = peak memory in bytes (tracemalloc peak of one call for a function, peak RSS

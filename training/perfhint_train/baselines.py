@@ -6,7 +6,8 @@ metrics as the model (evaluate.py):
 - `code_length`: log10 value ~ a + b log10(characters of code), fitted per task (language x region
   kind x metric) by least squares; the band is the prediction plus the train residuals' 10th and
   90th percentiles.
-- `input_size`: the same with the *input size*: the sum over the context's `args`/`kwargs` of each
+- `input_size`: the same with the *input size* (perfhint.input_size, which the model's header also
+  states): the sum over the context's `args`/`kwargs` of each
   argument's size (an int counts as its value, a string or container as its number of leaf
   elements) plus, for `shape`, the product of each shape. Programs and scripts state their sizes in
   the code (TransCoder's `param0 = 98`, the generator's `#define N 10L`), so with no such context the
@@ -21,24 +22,17 @@ Values <= 0 are floored (evaluate.LOG_FLOORS) before the log, as in the scoring.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from perfhint.context import UnsafeLiteral, safe_literal
+from perfhint.input_size import record_input_size
 
-SIZE_KEYS = ("args", "kwargs")
-SHAPE_KEY = "shape"
 CODE_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*|\d+|[^\sA-Za-z0-9_]"  # identifiers, numbers, single punctuation
 SVD_COMPONENTS = 64
 GBT_ITERATIONS = 300
-_MAIN = re.compile(r"\bmain\s*\(")
-_CONSTANT_LINE = re.compile(r"^\s*(#\s*define\s+\w+|(static\s+)?(constexpr|const)\b|[A-Z_][A-Z0-9_]*\s*=).*$", re.M)
-_INT = re.compile(r"(?<![\w.])(\d+)[uUlL]*(?![\w.])")  # 10, 10L, 10ul; not x1, 1.5
-_STRING = re.compile(r"\"([^\"\\\n]|\\.)*\"|'([^'\\\n]|\\.)*'")
 
 
 @dataclass
@@ -60,74 +54,9 @@ def task_of(record: Mapping[str, Any]) -> str:
     return f"{record['language']}/{record['region_kind']}/{record['metric']}"
 
 
-def value_size(value: object, top_level: bool = True) -> float:
-    """A top-level number counts as itself (a size argument); inside containers, leaves count 1 each."""
-    if isinstance(value, bool) or value is None:
-        return 0.0
-    if isinstance(value, (int, float)):
-        return abs(float(value)) if top_level and math.isfinite(float(value)) else 1.0
-    if isinstance(value, (str, bytes)):
-        return float(len(value))
-    if isinstance(value, Mapping):
-        return sum(value_size(key, False) + value_size(item, False) for key, item in value.items())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return sum(value_size(item, False) for item in value)
-    return 1.0
-
-
-def shape_size(value: object) -> float:
-    """(4096, 1024) -> 4194304; [(M, K), (K, N)] -> M*K + K*N; [[4096]] -> 4096."""
-    if isinstance(value, (list, tuple)) and value and all(isinstance(item, int) and not isinstance(item, bool)
-                                                          for item in value):
-        return float(np.prod([float(item) for item in value]))
-    if isinstance(value, (list, tuple)):
-        return sum(shape_size(item) for item in value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return 0.0
-
-
-def _literal(text: str) -> object:
-    try:
-        return safe_literal(text)
-    except (UnsafeLiteral, ValueError, MemoryError):
-        return None
-
-
-def context_size(context: Mapping[str, str]) -> float:
-    size = 0.0
-    for key in SIZE_KEYS:
-        if key in context:
-            value = _literal(context[key])
-            if isinstance(value, tuple) and key == "args":
-                size += sum(value_size(item) for item in value)
-            elif isinstance(value, Mapping):
-                size += sum(value_size(item) for item in value.values())
-            elif value is not None:
-                size += value_size(value)
-    if SHAPE_KEY in context:
-        size += shape_size(_literal(context[SHAPE_KEY]))
-    return size
-
-
-def code_size(code: str) -> float:
-    """Integers and string lengths in `main` (from its first mention on) and in constant definitions."""
-    match = _MAIN.search(code)
-    parts = [code[match.start():]] if match else []
-    parts += [line.group(0) for line in _CONSTANT_LINE.finditer(code)]
-    size = 0.0
-    for part in parts:
-        without_strings = _STRING.sub(" ", part)
-        size += sum(float(number) for number in _INT.findall(without_strings) if len(number) < 16)
-        size += sum(len(string.group(0)) - 2 for string in _STRING.finditer(part))
-    return size
-
-
 def input_size(record: Mapping[str, Any]) -> float:
-    size = context_size(record.get("context") or {})
-    if size == 0.0 and record.get("region_kind") in ("program", "script"):
-        size = code_size(record.get("code") or "")
-    return size
+    """perfhint.input_size's size of a record's input, 0 when unreadable (the model's header says `?`)."""
+    return record_input_size(record) or 0.0
 
 
 def log_feature(value: float) -> float:

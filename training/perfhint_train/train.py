@@ -96,9 +96,13 @@ class Objective:
 
 OBJECTIVES: dict[str, Objective] = {objective.name: objective for objective in (
     Objective("peak_memory", "B", ("peak_traced_heap", "peak_rss"),
-              "peak host memory: tracemalloc peak of one call (function), peak RSS of the process (script, program)"),
+              "peak memory: for a Python function the tracemalloc peak of one call with the stated arguments "
+              "(after one warm-up call); for a Python script or a C/C++ program the peak RSS of the process; "
+              "on the machine the training labels were measured on (x86-64 Linux, CPython 3.11, gcc 12 -O2). "
+              "`perfhint measure` measures the same"),
     Objective("median_latency", "ms", ("median_latency", "gpu_latency"),
-              "median GPU latency of the Triton launcher at the stated shape (triton_kernel)"),
+              "median latency of the Triton kernel's launch (triton.testing.do_bench) at the stated "
+              "shape and dtype on the stated GPU"),
 )}
 
 # unit -> (dimension, factor to the dimension's base unit: bytes or milliseconds)
@@ -158,6 +162,7 @@ class TrainConfig:
     decoder_dim_feedforward: int | None = None
     dropout: float = 0.0
     init_encoder: str | None = None  # encoder weights from pretrain.py (masked-token pre-training), or None
+    init_from: str | None = None  # all weights from a perfhint checkpoint of the same architecture (warm start)
     # Optimisation.
     optimizer: str = "muon_adamw"  # or "adamw"
     lr: float = 1e-3
@@ -506,7 +511,7 @@ class Run:
 
     @property
     def metrics(self) -> list[Metric]:
-        return [Metric(objective.name, objective.unit) for objective in self.objectives]
+        return [Metric(objective.name, objective.unit, objective.meaning) for objective in self.objectives]
 
 
 def load_records(path: Path | None, sources: Sequence[str] | None = None, limit: int | None = None
@@ -550,8 +555,33 @@ def build_run(config: TrainConfig, *, train_records: Sequence[Mapping[str, Any]]
             from perfhint_train.pretrain import load_encoder
 
             load_encoder(model, config.resolve(config.init_encoder))
+        if config.init_from:
+            warm_start(model, config.resolve(config.init_from), vocab=vocab, codec=codec)
     return Run(config=config, vocab=vocab, codec=codec, objectives=objectives, model=model,
                train_examples=train_examples, val_examples=val_examples, dropped=dropped + val_dropped)
+
+
+def warm_start(model: EncoderDecoder, path: Path, *, vocab: EncoderVocab, codec: DecoderCodec) -> None:
+    """Load every weight of a perfhint checkpoint into `model`, refusing one that reads or writes differently.
+
+    The input template may differ (that is the point: continuing a model on a richer header), but the
+    tokenizer and the codec must be the same, or the embedding rows would mean other tokens."""
+    from perfhint_export.checkpoint import load_checkpoint
+
+    start = load_checkpoint(path)
+    problems = []
+    if start.encoder_vocab.sha256 != vocab.sha256:
+        problems.append("its encoder tokenizer differs from the config's")
+    if start.codec.vocab_size != codec.vocab_size or start.codec.decode_len != codec.decode_len:
+        problems.append("its decoder codec differs from the config's")
+    mine, theirs = model.state_dict(), start.model.state_dict()
+    shapes = [key for key in mine if key not in theirs or tuple(theirs[key].shape) != tuple(mine[key].shape)]
+    if shapes:
+        problems.append(f"its architecture differs ({len(shapes)} weights, e.g. {shapes[0]})")
+    if problems:
+        raise ValueError(f"init_from {path}: " + "; ".join(problems) + "; train from scratch (init_from = None) "
+                         "or point init_from at a checkpoint of this config's architecture")
+    model.load_state_dict(theirs)
 
 
 def _sdpa_attention(query: Tensor, key: Tensor, value: Tensor, allowed: Tensor) -> Tensor:

@@ -57,6 +57,8 @@ def markdown(view: RegionView, document_view: DocumentView) -> str:
                            "this number is not checkable by `perfhint measure`. Add `# perfhint: args=(...)` above "
                            "the definition, or call it with literal arguments in this file.")
     assumptions += [f"- {error}" for error in prediction.context_errors]
+    if prediction.input_size is not None:
+        assumptions.append(f"- input size the model was told: {_size(prediction)}")
     assumptions.append(f"- model: `{prediction.model.name}` {prediction.model.version} "
                        f"(purpose: {prediction.model.purpose}), input {prediction.n_tokens} tokens")
     if prediction.truncated:
@@ -94,6 +96,18 @@ def _metric_lines(prediction: predict.Prediction, value: predict.MetricValue, vi
     elif view.baseline is None and document_view.baseline_label:
         lines.append(f"- Δ vs {label}: none (the region is new)")
     return lines
+
+
+def _size(prediction: predict.Prediction) -> str:
+    """Say where the size came from, so a user can check it against what they meant."""
+    size = prediction.input_size
+    if size == "?":
+        return "unknown (`?`: a stated value could not be read)"
+    if prediction.kind in ("program", "script") and not {"args", "kwargs", "shape"} & set(prediction.context):
+        source = "a heuristic: the integer literals and string lengths in `main` and in constants"
+    else:
+        source = "the elements of `args`/`kwargs`/`shape`; a number argument counts as its value"
+    return f"`{size}` ({source})" if size != "0" else "`0` (nothing states a size)"
 
 
 def _context(prediction: predict.Prediction) -> str:
