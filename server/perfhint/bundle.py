@@ -31,6 +31,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from perfhint.calibration import BandCalibration
 from perfhint.encoder_vocab import HF_TOKENIZERS, SENTENCEPIECE
 from perfhint.input_template import KNOWN_KINDS
 
@@ -144,6 +145,7 @@ class Manifest(Mapping):
     parity: dict[str, Any]
     provenance: Provenance
     format_version: int = FORMAT_VERSION
+    calibration: BandCalibration | None = None  # p10–p90 widening fitted on held-out data (calibration.py)
 
     @property
     def precision(self) -> str:
@@ -164,6 +166,7 @@ class Manifest(Mapping):
             "quantization": self.quantization,
             "parity": self.parity,
             "provenance": vars(self.provenance).copy(),
+            **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -210,6 +213,12 @@ class Manifest(Mapping):
             problems.append(f"input_template.kind: {input_template.get('kind')!r} is not one this perfhint knows "
                             f"({list(KNOWN_KINDS)}); upgrade perfhint")
         graphs = reader.obj("graphs", _graphs)
+        calibration = None
+        if data.get("calibration") is not None and codec is not None:
+            try:
+                calibration = BandCalibration.from_dict(data["calibration"], codec.max_num_objs)
+            except ValueError as error:
+                problems.append(f"calibration: {error}; recalibrate with `perfhint train calibrate`")
         quantization = data.get("quantization")
         if quantization is not None and not isinstance(quantization, dict):
             problems.append(f"quantization: must be an object or null, got {type(quantization).__name__}")
@@ -232,11 +241,12 @@ class Manifest(Mapping):
             raise BundleError(f"{source} is not a valid perfhint bundle manifest; {REEXPORT}", problems)
         return cls(model=model, encoder_tokenizer=encoder_tokenizer, max_input_len=max_input_len, codec=codec,
                    architecture=architecture, metrics=metrics, input_template=input_template, graphs=graphs,
-                   quantization=quantization, parity=parity, provenance=provenance, format_version=version)
+                   quantization=quantization, parity=parity, provenance=provenance, format_version=version,
+                   calibration=calibration)
 
 
 _TOP_LEVEL_KEYS = ("format_version", "model", "encoder_tokenizer", "max_input_len", "codec", "architecture",
-                   "metrics", "input_template", "graphs", "quantization", "parity", "provenance")
+                   "metrics", "input_template", "graphs", "quantization", "parity", "provenance", "calibration")
 
 
 class _Reader:

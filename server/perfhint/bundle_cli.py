@@ -140,6 +140,21 @@ def _quantization_line(quantization: dict[str, Any] | None) -> str:
     return "; ".join(part for part in parts if part)
 
 
+def _calibration_lines(manifest: Any) -> list[str]:
+    fitted = getattr(manifest, "calibration", None)
+    if fitted is None:
+        return ["none: p10–p90 is the samples' own spread (`perfhint train calibrate` fits it on held-out data)"]
+
+    def share(value: float | None) -> str:
+        return "?" if value is None else f"{value:.0%}"
+
+    lines = [f"fitted on {fitted.fitted_on}"]
+    for metric, scale, before, after in zip(manifest.metrics, fitted.band_scale, fitted.coverage_before,
+                                            fitted.coverage_after):
+        lines.append(f"{metric.name}: band x{scale:.3g} (log space); p10–p90 held {share(before)} -> {share(after)}")
+    return lines
+
+
 def describe(path: Path, manifest: Any) -> list[str]:
     """The `bundle info` text, one line per entry (continuation lines indented)."""
     model = manifest.model
@@ -162,6 +177,7 @@ def describe(path: Path, manifest: Any) -> list[str]:
                     for graph in manifest.graphs.values()]),
         ("quantization", [_quantization_line(manifest.quantization)]),
         ("parity", _parity_lines(dict(manifest.parity))),
+        ("calibration", _calibration_lines(manifest)),
         ("provenance", [f"checkpoint {manifest.provenance.checkpoint} ({manifest.provenance.checkpoint_format}, "
                         f"sha256 {manifest.provenance.checkpoint_sha256})",
                         f"exported by {manifest.provenance.exported_by} at {manifest.provenance.exported_at}"]),

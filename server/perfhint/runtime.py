@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from perfhint import calibration
 from perfhint.bundle import REEXPORT, Bundle, BundleError, Manifest, Metric, load_bundle
 from perfhint.decoding import ObjectiveSummary, decode_samples, sample_numbers, summarise
 from perfhint.encoder_vocab import EncoderVocab
@@ -293,7 +294,7 @@ class Predictor:
                     greedy_ids = self._decode(input_cross, mask, 1, seed=seed, temperature=temperature, greedy=True)
                     greedy_values = decode_samples(self.codec, greedy_ids)[0][0]
                 results[index] = TextPrediction(
-                    objectives=summarise(self.codec, token_ids)[0],
+                    objectives=calibration.apply(summarise(self.codec, token_ids)[0], self.bundle.manifest.calibration),
                     n_tokens=encoded[index].n_tokens,
                     truncated=encoded[index].truncated,
                     greedy=greedy_values,
