@@ -322,7 +322,7 @@ def test_cli_parity_failure_is_one_line_and_writes_nothing(regress_lm_fixtures: 
     monkeypatch.setitem(parity.TOLERANCES, "int8", strict)  # no int8 graph is that close
     name, file_name = FIXTURES["B"]
     check_cli_error([str(regress_lm_fixtures / file_name), "--config", str(SIDECARS / f"{name}.sidecar.json"),
-                     "--out", str(tmp_path / "out")], "try --precision fp32", capsys)
+                     "--out", str(tmp_path / "out")], "try --precision int8-encoder, or fp32", capsys)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -182,7 +182,7 @@ def test_bundle_info_describes_every_part(regress_lm_bundle, capsys: pytest.Capt
     out = capsys.readouterr().out
     labels = [line.split()[0] for line in out.splitlines() if line[:1] != " "]
     assert labels == ["bundle", "model", "metrics", "codec", "input", "architecture", "graphs", "quantization",
-                      "parity", "provenance"]
+                      "parity", "calibration", "provenance"]
     for needle in ("purpose: test", "0: first [no unit]", "1: second [no unit]",
                    "P10, 4 digits, exponents -10..10; specials: INVALID, NAN, INF, NINF; 2 objective(s) x 6 tokens "
                    "= 12 decoder steps; decoder vocab 38", "at most 64 tokens", "encoder.onnx ", "decoder_step.onnx ",
