@@ -420,26 +420,32 @@ def test_finetune_export_predict_end_to_end(trained: train.FitResult, tmp_path: 
 
 
 def test_calibrate_fits_on_val_and_refuses_test(trained: train.FitResult, tmp_path: Path) -> None:
-    from perfhint import cli
+    from perfhint import calibration, cli
     from perfhint.bundle import load_bundle
 
     bundle = tmp_path / "bundle"
     assert cli.main(["export", str(trained.checkpoint), "--out", str(bundle), "--precision", "fp32"]) == 0
     data = tmp_path / "val.jsonl"
     data.write_text("".join(json.dumps(record) + "\n" for record in synthetic_records()))
+    rows = evaluate.labelled_rows(synthetic_records(), tuple(train.OBJECTIVES.values()))
+    plain = evaluate.bundle_predictions(bundle, rows, samples=8)
     assert cli.main(["train", "calibrate", "--bundle", str(bundle), "--split", str(data), "--samples", "8"]) == 0
     fitted = load_bundle(bundle).manifest.calibration
-    assert fitted is not None and len(fitted.band_scale) == 2
+    assert fitted is not None and len(fitted.band_margin_log10) == 2
     assert all(after >= 0.8 for after in fitted.coverage_after if after is not None)
-    # Refitting ignores the calibration already there: the same factors, not their product.
+    # Refitting ignores the calibration already there: the same margins, not their sum.
     assert cli.main(["train", "calibrate", "--bundle", str(bundle), "--split", str(data), "--samples", "8"]) == 0
-    assert load_bundle(bundle).manifest.calibration.band_scale == fitted.band_scale
+    assert load_bundle(bundle).manifest.calibration.band_margin_log10 == fitted.band_margin_log10
     # The rows it is scored on now are covered as fitted (same rows, same seed: exactly).
-    rows = evaluate.labelled_rows(synthetic_records(), tuple(train.OBJECTIVES.values()))
     predicted = evaluate.bundle_predictions(bundle, rows, samples=8)
     memory = [(row.value, p) for row, p in zip(rows, predicted) if row.objective == 0]
     inside = np.mean([p.p10 <= value <= p.p90 for value, p in memory])
     assert inside == pytest.approx(fitted.coverage_after[0])
+    margins = [fitted.band_margin_log10[row.objective] for row in rows]
+    assert [p.median for p in predicted] == [p.median for p in plain]  # ranks untouched
+    positive = [(p, q, m) for p, q, m in zip(plain, predicted, margins) if p.p10 > 0]
+    assert positive and all((q.p10, q.p90) == pytest.approx(calibration.widen(p.median, p.p10, p.p90, m))
+                            for p, q, m in positive)
     assert cli.main(["train", "calibrate", "--bundle", str(bundle), "--split", "test"]) == 2
 
 

@@ -149,9 +149,10 @@ def _calibration_lines(manifest: Any) -> list[str]:
         return "?" if value is None else f"{value:.0%}"
 
     lines = [f"fitted on {fitted.fitted_on}"]
-    for metric, scale, before, after in zip(manifest.metrics, fitted.band_scale, fitted.coverage_before,
-                                            fitted.coverage_after):
-        lines.append(f"{metric.name}: band x{scale:.3g} (log space); p10–p90 held {share(before)} -> {share(after)}")
+    for metric, margin, before, after in zip(manifest.metrics, fitted.band_margin_log10, fitted.coverage_before,
+                                             fitted.coverage_after):
+        lines.append(f"{metric.name}: band x{10 ** margin:.3g} wider on each side (conformal margin {margin:+.3f} "
+                     f"decades); p10–p90 held {share(before)} -> {share(after)}")
     return lines
 
 

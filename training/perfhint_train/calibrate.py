@@ -1,9 +1,8 @@
 """`perfhint train calibrate --bundle DIR`: fit the p10–p90 band width on held-out rows, into the manifest.
 
-The method is perfhint.calibration's (one factor per objective, the exact quantile of per-row needed
-factors). What this step adds:
+The method is perfhint.calibration's (one conformal log10 margin per objective). What this step adds:
 - it predicts the rows with the bundle's *uncalibrated* band (a calibration already in the manifest
-  is ignored while fitting, so calibrating twice gives the same factors, not their product);
+  is ignored while fitting, so calibrating twice gives the same margins, not their sum);
 - it fits on the validation split by default and refuses the test split, so the coverage that
   `perfhint train evaluate --split test` reports afterwards is measured on rows the factor never saw;
 - it rewrites only manifest.json, atomically: the graphs, the tokenizer and their hashes are untouched,
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import math
 import os
 import sys
 from pathlib import Path
@@ -62,28 +60,31 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(uncalibrated)
     results = predictor.predict_texts([model_text(row.record, manifest.input_template) for row in rows],
                                       samples=args.samples, seed=args.seed)
-    scales, before, after = [], [], []
+    margins, before, after = [], [], []
     for index, objective in enumerate(objectives):
         picked = [(row.value, result.objectives[index]) for row, result in zip(rows, results)
                   if row.objective == index and result.objectives[index].median is not None]
         if not picked:
-            scales.append(1.0), before.append(None), after.append(None)
-            print(f"{objective.name}: no rows in {split_path.name}; band left as sampled (factor 1)")
+            margins.append(0.0), before.append(None), after.append(None)
+            print(f"{objective.name}: no rows in {split_path.name}; band left as sampled (margin 0)")
             continue
         columns = [[value for value, _ in picked]] + [[getattr(summary, key) for _, summary in picked]
                                                        for key in ("median", "p10", "p90")]
         try:
-            scale = calibration.fit_scale(*columns)
+            margin = calibration.fit_margin(*columns)
         except ValueError as error:
             print(f"perfhint train calibrate: {objective.name}: {error}", file=sys.stderr)
             return 2
-        scales.append(scale)
-        before.append(calibration.coverage(*columns, scale=1.0))
-        after.append(calibration.coverage(*columns, scale=scale))
+        margins.append(margin)
+        before.append(calibration.coverage(*columns))
+        after.append(calibration.coverage(*columns, margin=margin))
         print(f"{objective.name}: {len(picked)} rows, p10–p90 coverage {before[-1]:.3f} -> {after[-1]:.3f} "
-              f"with the band {scale:.3f}x as wide (log space)")
+              f"with a margin of {margin:+.3f} decades (x{10 ** margin:.2f}) on each side")
+        if margin > calibration.WIDE_MARGIN:
+            print(f"warning: {objective.name}'s bands must be over {10 ** calibration.WIDE_MARGIN:g}x wider on each "
+                  f"side to hold 80 % of held-out values: its predictions are poor there", file=sys.stderr)
     fitted = calibration.BandCalibration(
-        band_scale=tuple(scales), fitted_on=f"{split_path.name}: {len(rows)} rows, {args.samples} samples, seed {args.seed}",
+        band_margin_log10=tuple(margins), fitted_on=f"{split_path.name}: {len(rows)} rows, {args.samples} samples, seed {args.seed}",
         coverage_before=tuple(before), coverage_after=tuple(after))
     text = dataclasses.replace(manifest, calibration=fitted).to_json()
     target = args.bundle / MANIFEST_FILE
@@ -92,4 +93,4 @@ def run(args: argparse.Namespace) -> int:
     os.replace(partial, target)
     load_bundle(args.bundle)  # the runtime's verifier accepts what we wrote
     print(f"wrote the calibration into {target}")
-    return 0 if all(math.isfinite(scale) for scale in scales) else 2
+    return 0
