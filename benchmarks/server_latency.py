@@ -228,7 +228,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for the region timing (2)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (20)")
     args = parser.parse_args()
-    bundle = args.bundle
+    bundle = args.bundle.resolve() if args.bundle else None  # the server runs in another directory
     if bundle is None:
         bundle = DEFAULT_BUILD if (DEFAULT_BUILD / "manifest.json").is_file() else build_default_bundle(DEFAULT_BUILD)
     from perfhint.bundle import load_bundle

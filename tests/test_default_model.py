@@ -33,3 +33,13 @@ def test_annotate_uses_the_shipped_model(capsys: pytest.CaptureFixture[str], mon
     memory_hints = re.findall(r"≈\?? ?[\d.]+ (?:B|KiB|MiB|GiB)", out)
     latency_hints = re.findall(r"≈\?? ?[\d.]+ (?:µs|ms|s) @A100", out)
     assert len(memory_hints) == 3 and len(latency_hints) == 1, out
+
+
+def test_the_default_checkpoint_for_finetuning_is_the_one_the_bundle_came_from() -> None:
+    pytest.importorskip("torch")
+    from perfhint.bundle import sha256_file
+    from perfhint_train.finetune import DEFAULT_CHECKPOINT
+
+    path = engine.shipped_bundle_path()
+    assert path is not None and DEFAULT_CHECKPOINT.is_file(), DEFAULT_CHECKPOINT
+    assert sha256_file(DEFAULT_CHECKPOINT) == load_bundle(path).manifest.provenance.checkpoint_sha256

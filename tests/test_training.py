@@ -262,6 +262,16 @@ def test_resume_continues_exactly(vocab: EncoderVocab, tmp_path: Path) -> None:
         assert torch.equal(value, final[key]), key
 
 
+def test_resume_remembers_the_best_checkpoint(vocab: EncoderVocab, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = {"max_steps": 8, "eval_interval": 4}
+    first = train.fit(tiny_run(vocab, **settings), out_dir=tmp_path, max_steps=4, log=quiet)
+    assert first.best_checkpoint == tmp_path / train.BEST_CHECKPOINT_FILE
+    monkeypatch.setattr(train, "validation_loss", lambda *args, **kwargs: 1e9)  # step 8 is no better
+    resumed = train.fit(tiny_run(vocab, **settings), out_dir=tmp_path, resume=True, log=quiet)
+    assert resumed.best_checkpoint == tmp_path / train.BEST_CHECKPOINT_FILE
+
+
 def test_resume_refuses_a_changed_config(vocab: EncoderVocab, tmp_path: Path) -> None:
     train.fit(tiny_run(vocab, max_steps=4, eval_interval=0), out_dir=tmp_path, log=quiet)
     with pytest.raises(ValueError, match="batch_size"):

@@ -33,9 +33,11 @@ from typing import Any
 
 from perfhint_train.datasets.records import REPO_ROOT
 
-# The PyTorch checkpoint of the shipped model, written by the real training run; overridable.
+# The PyTorch checkpoint the shipped bundle (server/perfhint/models/default) was exported from, committed
+# beside the training code so `--from default` works in a checkout (its sha256 is the bundle manifest's
+# provenance.checkpoint_sha256; tests check it); overridable.
 DEFAULT_CHECKPOINT = Path(os.environ.get("PERFHINT_DEFAULT_CHECKPOINT",
-                                         REPO_ROOT / ".work" / "runs" / "default" / "best.safetensors"))
+                                         REPO_ROOT / "training" / "checkpoints" / "perfhint-default-cpu.safetensors"))
 VAL_FRACTION = 0.2
 
 

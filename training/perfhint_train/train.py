@@ -776,6 +776,8 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
     window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
     total_examples, total_time = 0, 0.0
     checkpoint = best = None
+    if resume and (out_dir / BEST_CHECKPOINT_FILE).is_file() and math.isfinite(best_val):
+        best = out_dir / BEST_CHECKPOINT_FILE  # written before the interruption; still the best so far
     stopped_early = False
     log_file = (out_dir / LOG_FILE).open("a", encoding="utf-8") if dist.is_main else None
 
