@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from perfhint import calibration
+from perfhint import calibration, predict
 from perfhint.bundle import MANIFEST_FILE, BundleError, load_bundle
+from perfhint.input_template import region_of_text
 from perfhint.runtime import Predictor
 
 
@@ -88,11 +90,44 @@ def test_runtime_widens_the_band_and_keeps_the_median(tiny_bundle: Path, tmp_pat
     assert (after.p10, after.p90) == pytest.approx(calibration.widen(before.median, before.p10, before.p90, 0.5))
     assert wide.objectives[1] == plain.objectives[1]  # margin 0: untouched
     assert load_bundle(calibrated).sha256 != load_bundle(tiny_bundle).sha256  # caches see a new bundle
+    # The hover says which kind of band it shows (hover.py reads ModelInfo.band_calibrated).
+    assert predict.model_info(load_bundle(calibrated), "x").band_calibrated is True
+    assert predict.model_info(load_bundle(tiny_bundle), "x").band_calibrated is False
 
 
 @pytest.mark.parametrize("value", [{"band_margin_log10": [1.0]}, {"band_margin_log10": [9.0, 0.0]},
-                                   {"band_margin_log10": "2"}, [2.0]])
+                                   {"band_margin_log10": "2"}, [2.0],
+                                   {"band_margin_log10": [0.0, 0.0], "by_region": {"c/program": {"2": 0.1}}},
+                                   {"band_margin_log10": [0.0, 0.0], "by_region": {"c/program": {"0": "x"}}}])
 def test_a_bad_calibration_is_refused_with_the_fix(tiny_bundle: Path, tmp_path: Path, value: object) -> None:
     with pytest.raises(BundleError) as error:
         load_bundle(with_calibration(tiny_bundle, tmp_path, value))
     assert "perfhint train calibrate" in str(error.value) + "".join(getattr(error.value, "problems", []))
+
+
+def test_region_margins_override_the_objective_margin() -> None:
+    @dataclass(frozen=True)
+    class Summary:
+        median: float
+        p10: float
+        p90: float
+
+    fitted = calibration.BandCalibration.from_dict(
+        {"band_margin_log10": [0.1, 0.0], "by_region": {"python/function": {"0": 1.0}}}, 2)
+    band = [Summary(100.0, 50.0, 200.0), Summary(1.0, 0.5, 2.0)]
+    python, c, raw = (calibration.apply(band, fitted, region) for region in ("python/function", "c/program", None))
+    assert (python[0].p10, python[0].p90) == pytest.approx((5.0, 2000.0))  # its own margin: one decade
+    assert (c[0].p10, c[0].p90) == pytest.approx(calibration.widen(100.0, 50.0, 200.0, 0.1)) == (raw[0].p10, raw[0].p90)
+    assert python[1] == band[1]  # objective 1 has no region margin and a pooled margin of 0
+    assert calibration.BandCalibration.from_dict(fitted.to_dict(), 2) == fitted
+
+
+@pytest.mark.parametrize("text, region", [
+    ("<perfhint-v2 task=cost language=python kind=function size=1e6> args=(1,)\ndef f(n): ...", "python/function"),
+    ("<perfhint-v1 task=cost language=cpp kind=program>\nint main() {}", "cpp/program"),
+    ("<perfhint-v2 task=latency language=python kind=triton_kernel size=?>\n@triton.jit", "python/triton_kernel"),
+    ("def f(n):\n    return n\n", None),
+    ("<html language=python kind=function>", None),
+])
+def test_region_of_text_reads_the_header(text: str, region: str | None) -> None:
+    assert region_of_text(text) == region

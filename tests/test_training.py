@@ -429,8 +429,11 @@ def test_finetune_export_predict_end_to_end(trained: train.FitResult, tmp_path: 
     assert sum(entry["n"] for entry in scored.values()) == len(records)
 
 
-def test_calibrate_fits_on_val_and_refuses_test(trained: train.FitResult, tmp_path: Path) -> None:
+def test_calibrate_fits_on_val_and_refuses_test(trained: train.FitResult, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from perfhint import calibration, cli
+
+    monkeypatch.setattr(calibration, "MIN_REGION_ROWS", 10)  # the synthetic set has 32 Python, 8 C rows
     from perfhint.bundle import load_bundle
 
     bundle = tmp_path / "bundle"
@@ -442,6 +445,7 @@ def test_calibrate_fits_on_val_and_refuses_test(trained: train.FitResult, tmp_pa
     assert cli.main(["train", "calibrate", "--bundle", str(bundle), "--split", str(data), "--samples", "8"]) == 0
     fitted = load_bundle(bundle).manifest.calibration
     assert fitted is not None and len(fitted.band_margin_log10) == 2
+    assert set(fitted.by_region) == {"python/function"} and set(fitted.by_region["python/function"]) == {0}
     assert all(after >= 0.8 for after in fitted.coverage_after if after is not None)
     # Refitting ignores the calibration already there: the same margins, not their sum.
     assert cli.main(["train", "calibrate", "--bundle", str(bundle), "--split", str(data), "--samples", "8"]) == 0
@@ -451,7 +455,7 @@ def test_calibrate_fits_on_val_and_refuses_test(trained: train.FitResult, tmp_pa
     memory = [(row.value, p) for row, p in zip(rows, predicted) if row.objective == 0]
     inside = np.mean([p.p10 <= value <= p.p90 for value, p in memory])
     assert inside == pytest.approx(fitted.coverage_after[0])
-    margins = [fitted.band_margin_log10[row.objective] for row in rows]
+    margins = [fitted.margin(row.objective, f"{row.record['language']}/{row.record['region_kind']}") for row in rows]
     assert [p.median for p in predicted] == [p.median for p in plain]  # ranks untouched
     positive = [(p, q, m) for p, q, m in zip(plain, predicted, margins) if p.p10 > 0]
     assert positive and all((q.p10, q.p90) == pytest.approx(calibration.widen(p.median, p.p10, p.p90, m))

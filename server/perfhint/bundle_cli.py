@@ -153,6 +153,9 @@ def _calibration_lines(manifest: Any) -> list[str]:
                                              fitted.coverage_after):
         lines.append(f"{metric.name}: band x{10 ** margin:.3g} wider on each side (conformal margin {margin:+.3f} "
                      f"decades); p10–p90 held {share(before)} -> {share(after)}")
+    for region, margins in sorted(fitted.by_region.items()):
+        lines += [f"  {manifest.metrics[index].name} on {region}: x{10 ** margin:.3g} ({margin:+.3f} decades)"
+                  for index, margin in sorted(margins.items())]
     return lines
 
 

@@ -67,6 +67,7 @@ KNOWN_KINDS = (RAW, PERFHINT_V1, PERFHINT_V2)
 DEFAULT_TASK = "cost"
 
 _WHITESPACE = re.compile(r"\s+")
+_TAG = re.compile(rf"<(?:{PERFHINT_V1}|{PERFHINT_V2}) task=\S* language=(\S+) kind=([^\s>]+)[ >]")
 
 
 class TemplateError(ValueError):
@@ -107,3 +108,12 @@ def header_line(*, task: str, language: str, region_kind: str, context: _HasText
 
 def _one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
+
+
+def region_of_text(text: str) -> str | None:
+    """`language/region_kind` of a perfhint-v1/v2 model text (what calibration is keyed by); None for raw text.
+
+    The inverse of header_line for the two fields that say what kind of cost the text asks for. A raw
+    text (regress-lm bundles) carries no header, and code that merely starts with `<` does not match."""
+    match = _TAG.match(text)
+    return f"{match.group(1)}/{match.group(2)}" if match else None

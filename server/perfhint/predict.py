@@ -150,6 +150,7 @@ class ModelInfo:
     purpose: str  # default | test | user
     sha256: str
     max_input_len: int | None
+    band_calibrated: bool = False  # the manifest carries a p10–p90 calibration (calibration.py)
 
     @property
     def is_test(self) -> bool:
@@ -204,7 +205,8 @@ def model_info(bundle: Any, sha256: str) -> ModelInfo:
     model = manifest.get("model") or {}
     return ModelInfo(name=str(model.get("name") or "unnamed model"), version=str(model.get("version") or "?"),
                      purpose=str(model.get("purpose") or "user"), sha256=sha256,
-                     max_input_len=_int_or_none(manifest.get("max_input_len")))
+                     max_input_len=_int_or_none(manifest.get("max_input_len")),
+                     band_calibrated=manifest.get("calibration") is not None)
 
 
 def bundle_manifest(bundle: Any) -> Mapping[str, Any]:

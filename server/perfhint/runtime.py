@@ -57,6 +57,7 @@ from perfhint import calibration
 from perfhint.bundle import REEXPORT, Bundle, BundleError, Manifest, Metric, load_bundle
 from perfhint.decoding import ObjectiveSummary, decode_samples, sample_numbers, summarise
 from perfhint.encoder_vocab import EncoderVocab
+from perfhint.input_template import region_of_text
 from perfhint.numbers import DecoderCodec, Value, codec_from_spec
 
 DEVICES = ("cpu", "gpu")
@@ -294,7 +295,8 @@ class Predictor:
                     greedy_ids = self._decode(input_cross, mask, 1, seed=seed, temperature=temperature, greedy=True)
                     greedy_values = decode_samples(self.codec, greedy_ids)[0][0]
                 results[index] = TextPrediction(
-                    objectives=calibration.apply(summarise(self.codec, token_ids)[0], self.bundle.manifest.calibration),
+                    objectives=calibration.apply(summarise(self.codec, token_ids)[0], self.bundle.manifest.calibration,
+                                                 region_of_text(texts[index])),
                     n_tokens=encoded[index].n_tokens,
                     truncated=encoded[index].truncated,
                     greedy=greedy_values,

@@ -1,6 +1,7 @@
 """`perfhint train calibrate --bundle DIR`: fit the p10–p90 band width on held-out rows, into the manifest.
 
-The method is perfhint.calibration's (one conformal log10 margin per objective). What this step adds:
+The method is perfhint.calibration's (conformal log10 margins per objective, and per region kind where
+the split has enough rows of it). What this step adds:
 - it predicts the rows with the bundle's *uncalibrated* band (a calibration already in the manifest
   is ignored while fitting, so calibrating twice gives the same margins, not their sum);
 - it fits on the validation split by default and refuses the test split, so the coverage that
@@ -35,6 +36,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from perfhint import calibration
     from perfhint.bundle import MANIFEST_FILE, BundleError, load_bundle
+    from perfhint.input_template import region_of_text
     from perfhint.runtime import Predictor
     from perfhint_train.train import model_text, objectives_from_metrics, read_jsonl
 
@@ -58,34 +60,40 @@ def run(args: argparse.Namespace) -> int:
         rows = sorted(rows, key=lambda row: hashlib.sha256(str(row.record.get("id")).encode()).hexdigest())[: args.limit]
     uncalibrated = dataclasses.replace(bundle, manifest=dataclasses.replace(manifest, calibration=None))
     predictor = Predictor(uncalibrated)
-    results = predictor.predict_texts([model_text(row.record, manifest.input_template) for row in rows],
-                                      samples=args.samples, seed=args.seed)
+    texts = [model_text(row.record, manifest.input_template) for row in rows]
+    results = predictor.predict_texts(texts, samples=args.samples, seed=args.seed)
+    regions = [region_of_text(text) for text in texts]  # None for raw templates: pooled margins only
     margins, before, after = [], [], []
+    by_region: dict[str, dict[int, float]] = {}
     for index, objective in enumerate(objectives):
-        picked = [(row.value, result.objectives[index]) for row, result in zip(rows, results)
+        picked = [(row.value, result.objectives[index], region) for row, result, region in zip(rows, results, regions)
                   if row.objective == index and result.objectives[index].median is not None]
         if not picked:
             margins.append(0.0), before.append(None), after.append(None)
             print(f"{objective.name}: no rows in {split_path.name}; band left as sampled (margin 0)")
             continue
-        columns = [[value for value, _ in picked]] + [[getattr(summary, key) for _, summary in picked]
-                                                       for key in ("median", "p10", "p90")]
         try:
-            margin = calibration.fit_margin(*columns)
+            for region in sorted({region for _, _, region in picked if region is not None}):
+                mine = [item for item in picked if item[2] == region]
+                if len(mine) >= calibration.MIN_REGION_ROWS:
+                    by_region.setdefault(region, {})[index] = _fit(mine, f"{objective.name} on {region}")
+            # The objective's own margin serves every other region: fit it on the rows that will use it.
+            rest = [item for item in picked if index not in by_region.get(item[2] or "", {})]
+            margin = _fit(rest or picked, f"{objective.name} elsewhere" if rest and len(rest) < len(picked)
+                          else objective.name)
         except ValueError as error:
-            print(f"perfhint train calibrate: {objective.name}: {error}", file=sys.stderr)
+            print(f"perfhint train calibrate: {error}", file=sys.stderr)
             return 2
         margins.append(margin)
-        before.append(calibration.coverage(*columns))
-        after.append(calibration.coverage(*columns, margin=margin))
+        before.append(calibration.coverage(*_columns(picked)))
+        per_row = [by_region.get(region or "", {}).get(index, margin) for _, _, region in picked]
+        widened = [(t, *calibration.widen(m, lo, hi, q)) for t, m, lo, hi, q in zip(*_columns(picked), per_row)]
+        after.append(sum(lo <= t <= hi for t, lo, hi in widened) / len(widened))
         print(f"{objective.name}: {len(picked)} rows, p10–p90 coverage {before[-1]:.3f} -> {after[-1]:.3f} "
-              f"with a margin of {margin:+.3f} decades (x{10 ** margin:.2f}) on each side")
-        if margin > calibration.WIDE_MARGIN:
-            print(f"warning: {objective.name}'s bands must be over {10 ** calibration.WIDE_MARGIN:g}x wider on each "
-                  f"side to hold 80 % of held-out values: its predictions are poor there", file=sys.stderr)
+              f"({len([r for r in by_region.values() if index in r])} region(s) with margins of their own)")
     fitted = calibration.BandCalibration(
         band_margin_log10=tuple(margins), fitted_on=f"{split_path.name}: {len(rows)} rows, {args.samples} samples, seed {args.seed}",
-        coverage_before=tuple(before), coverage_after=tuple(after))
+        coverage_before=tuple(before), coverage_after=tuple(after), by_region=by_region)
     text = dataclasses.replace(manifest, calibration=fitted).to_json()
     target = args.bundle / MANIFEST_FILE
     partial = target.with_name(f".{MANIFEST_FILE}.partial")
@@ -94,3 +102,25 @@ def run(args: argparse.Namespace) -> int:
     load_bundle(args.bundle)  # the runtime's verifier accepts what we wrote
     print(f"wrote the calibration into {target}")
     return 0
+
+
+def _columns(picked: list) -> list[list[float]]:  # type: ignore[type-arg]
+    return [[value for value, _, _ in picked]] + [[getattr(summary, key) for _, summary, _ in picked]
+                                                   for key in ("median", "p10", "p90")]
+
+
+def _fit(picked: list, label: str) -> float:  # type: ignore[type-arg]
+    """The conformal margin of these rows, printed; ValueError (naming `label`) when they cannot be covered."""
+    from perfhint import calibration
+
+    columns = _columns(picked)
+    try:
+        margin = calibration.fit_margin(*columns)
+    except ValueError as error:
+        raise ValueError(f"{label}: {error}") from None
+    print(f"  {label}: {len(picked)} rows, margin {margin:+.3f} decades (x{10 ** margin:.2f} on each side); "
+          f"coverage {calibration.coverage(*columns):.3f} -> {calibration.coverage(*columns, margin=margin):.3f}")
+    if margin > calibration.WIDE_MARGIN:
+        print(f"warning: {label}: bands must be over {10 ** calibration.WIDE_MARGIN:g}x wider on each side to hold "
+              f"80 % of held-out values: its predictions are poor there", file=sys.stderr)
+    return margin

@@ -79,7 +79,9 @@ def _metric_lines(prediction: predict.Prediction, value: predict.MetricValue, vi
     else:
         where = f" on {prediction.target_gpu}" if prediction.target_gpu and metric.dimension == "seconds" else ""
         lines.append(f"- median: {predict.format_quantity(value.median, metric.unit)}{where}")
-        lines.append(f"- p10–p90: {predict.band(value)}")
+        lines.append(f"- p10–p90: {predict.band(value)}" + (" (widened to hold 80 % of held-out measurements)"
+                                                            if prediction.model.band_calibrated
+                                                            else " (the samples' spread; not calibrated)"))
     lines.append(f"- samples: {value.n_samples}" + (f" ({value.n_finite} decoded to a number, "
                                                      f"{value.special_fraction:.0%} special values)"
                                                      if value.n_finite != value.n_samples else ""))
