@@ -295,6 +295,12 @@ def test_warm_start_loads_every_weight_and_may_change_the_template(trained: trai
     assert run.train_examples[0].ids != tiny_run(vocab).train_examples[0].ids  # the header changed
 
 
+def test_oversample_repeats_one_region_kind(vocab: EncoderVocab) -> None:
+    plain, heavy = tiny_run(vocab), tiny_run(vocab, oversample={"triton_kernel": 3})
+    kernels = [example for example in plain.train_examples if example.record["region_kind"] == "triton_kernel"]
+    assert kernels and len(heavy.train_examples) == len(plain.train_examples) + 2 * len(kernels)
+
+
 def test_warm_start_refuses_another_architecture(trained: train.FitResult, vocab: EncoderVocab) -> None:
     with pytest.raises(ValueError, match=r"init_from .*architecture differs.*train from scratch"):
         tiny_run(vocab, init_from=str(trained.checkpoint), d_model=64)

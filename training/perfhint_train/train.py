@@ -144,6 +144,7 @@ class TrainConfig:
     val_data: str = ".work/data/val.jsonl"
     sources: list[str] | None = None  # keep only records from these sources (None: all)
     max_train_records: int | None = None  # cap for smoke runs: a fixed spread of N records (by id hash)
+    oversample: dict[str, int] | None = None  # region_kind -> copies of its training records per epoch
     # Input side.
     tokenizer: str = "training/tokenizer/tokenizer.json"
     input_template: dict[str, Any] = field(default_factory=lambda: {"kind": "perfhint-v1", "task": "cost"})
@@ -210,7 +211,7 @@ class TrainConfig:
 RESUME_INVARIANT_KEYS = ("tokenizer", "input_template", "max_input_len", "objectives", "decoder_tokenizer",
                          "d_model", "num_encoder_layers", "num_decoder_layers", "encoder_nhead", "decoder_nhead",
                          "encoder_dim_feedforward", "decoder_dim_feedforward", "optimizer", "batch_size",
-                         "grad_accum", "bucket_batches", "seed")
+                         "grad_accum", "bucket_batches", "seed", "oversample")
 
 
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -546,6 +547,9 @@ def build_run(config: TrainConfig, *, train_records: Sequence[Mapping[str, Any]]
         val_records = load_records(config.resolve(config.val_data), config.sources)
     common = dict(vocab=vocab, codec=codec, objectives=objectives, template=config.input_template,
                   max_input_len=config.max_input_len)
+    if config.oversample:  # task balance: a small task's records seen k times per epoch
+        train_records = [record for record in train_records
+                         for _ in range(max(1, int(config.oversample.get(str(record.get("region_kind")), 1))))]
     train_examples, dropped = make_examples(train_records, **common)
     val_examples, val_dropped = make_examples(val_records, **common)
     if model is None:
