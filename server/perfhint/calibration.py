@@ -131,11 +131,12 @@ def score(truth: float, median: float, p10: float, p90: float) -> float:
 
 
 def coverage(truth: Sequence[float], median: Sequence[float], p10: Sequence[float], p90: Sequence[float],
-             margin: float = 0.0) -> float | None:
-    """Share of rows whose widened band contains the truth (None with no rows)."""
+             margin: float | Sequence[float] = 0.0) -> float | None:
+    """Share of rows whose widened band contains the truth (None with no rows); one margin, or one per row."""
+    margins = [margin] * len(truth) if isinstance(margin, (int, float)) else margin
     inside = []
-    for t, m, lo, hi in zip(truth, median, p10, p90, strict=True):
-        lo2, hi2 = widen(m, lo, hi, margin)
+    for t, m, lo, hi, q in zip(truth, median, p10, p90, margins, strict=True):
+        lo2, hi2 = widen(m, lo, hi, q)
         inside.append(lo2 <= t <= hi2)
     return float(np.mean(inside)) if inside else None
 

@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
         margins.append(margin)
         before.append(calibration.coverage(*_columns(picked)))
         per_row = [by_region.get(region or "", {}).get(index, margin) for _, _, region in picked]
-        widened = [(t, *calibration.widen(m, lo, hi, q)) for t, m, lo, hi, q in zip(*_columns(picked), per_row)]
-        after.append(sum(lo <= t <= hi for t, lo, hi in widened) / len(widened))
+        after.append(calibration.coverage(*_columns(picked), margin=per_row))
         print(f"{objective.name}: {len(picked)} rows, p10–p90 coverage {before[-1]:.3f} -> {after[-1]:.3f} "
               f"({len([r for r in by_region.values() if index in r])} region(s) with margins of their own)")
     fitted = calibration.BandCalibration(
