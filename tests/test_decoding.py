@@ -246,3 +246,28 @@ def test_summarise_end_to_end() -> None:
         assert summary.n_samples == 32 and 0.0 <= summary.special_fraction <= 1.0
         if summary.n_finite:
             assert summary.p10 <= summary.median <= summary.p90
+
+
+@pytest.mark.parametrize("name, costs", [("ieee_nan_only_2objs", (1,)), ("ieee_nan_only_2objs", (0, 1)),
+                                         ("p10_specials_pad_3objs", (0, 2))])
+def test_costs_are_numbers_at_least_zero_even_when_the_model_prefers_nan(name: str, costs: tuple[int, ...]) -> None:
+    spec, max_num_objs = CODECS[name]
+    codec = codec_from_spec(spec, max_num_objs)
+    bias = np.zeros((1, codec.vocab_size), np.float32)
+    bias[0, [*codec.special_ids, codec.stoi["<->"]]] = 50.0  # a model that all but always says NaN or "-"
+    free = sample_numbers(FakeDecoder(codec, 1, 64, input_bias=bias), codec, 1, 64)
+    asked = sample_numbers(FakeDecoder(codec, 1, 64, input_bias=bias), codec, 1, 64, costs=costs)
+    for objective in range(max_num_objs):
+        first = objective * codec.num_tokens_per_obj
+        assert np.isin(free[0, :, first], [*codec.special_ids, codec.stoi["<->"]]).all()  # the bias bites
+        values = [codec.decode(ids)[objective] for ids in asked[0]]
+        if objective in costs:
+            assert all(isinstance(value, float) and math.isfinite(value) and value >= 0 for value in values), values
+        else:  # objectives not asked for keep the full grammar, so the model's NaN or "-" stays
+            assert np.isin(asked[0, :, first], [*codec.special_ids, codec.stoi["<->"]]).all()
+
+
+def test_costs_must_name_an_objective_of_the_codec() -> None:
+    codec = codec_from_spec({"type": "ieee"}, 1)
+    with pytest.raises(ValueError, match="costs names objective 1, but the codec decodes 1"):
+        sample_numbers(FakeDecoder(codec, 1, 2), codec, 1, 2, costs=(1,))

@@ -272,6 +272,15 @@ def test_resume_remembers_the_best_checkpoint(vocab: EncoderVocab, tmp_path: Pat
     assert resumed.best_checkpoint == tmp_path / train.BEST_CHECKPOINT_FILE
 
 
+def test_keep_checkpoints_keeps_one_file_per_checkpoint(vocab: EncoderVocab, tmp_path: Path) -> None:
+    train.fit(tiny_run(vocab, max_steps=6, eval_interval=0, checkpoint_interval=3, keep_checkpoints=True),
+              out_dir=tmp_path, log=quiet)
+    kept = sorted(path.name for path in tmp_path.glob("step-*.safetensors"))
+    assert kept == ["step-3.safetensors", "step-6.safetensors"]
+    assert load_checkpoint(tmp_path / "step-6.safetensors").model.state_dict().keys()
+    assert (tmp_path / "step-6.safetensors").read_bytes() == (tmp_path / train.CHECKPOINT_FILE).read_bytes()
+
+
 def test_resume_refuses_a_changed_config(vocab: EncoderVocab, tmp_path: Path) -> None:
     train.fit(tiny_run(vocab, max_steps=4, eval_interval=0), out_dir=tmp_path, log=quiet)
     with pytest.raises(ValueError, match="batch_size"):
@@ -314,6 +323,51 @@ def test_pretrain_sketch_runs_and_round_trips(vocab: EncoderVocab, tmp_path: Pat
     path = pretrain.save_encoder(run.model, tmp_path / "encoder.safetensors")
     fresh = tiny_run(vocab, init_encoder=str(path)).model
     torch.testing.assert_close(fresh.encoder.embedding.weight, run.model.encoder.embedding.weight)
+
+
+HELD_OUT_CODE = """@triton.jit
+def softmax_kernel(out_ptr, in_ptr, n_cols, BLOCK_SIZE: tl.constexpr):
+    row_start = tl.program_id(0) * n_cols + tl.arange(0, BLOCK_SIZE)
+    row = tl.load(in_ptr + row_start, mask=row_start < n_cols, other=-float('inf'))
+    numerator = tl.exp(row - tl.max(row, axis=0))
+"""
+
+
+@pytest.mark.parametrize("text, kept", [
+    (HELD_OUT_CODE, False),  # the held-out kernel itself
+    ("import torch\n\n" + HELD_OUT_CODE + "\n\ndef bench():\n    return softmax(torch.randn(8, 8))\n", False),
+    # one shared line out of four long ones (25 %) is not enough to call it the same program
+    ("row_start = tl.program_id(0) * n_cols + tl.arange(0, BLOCK_SIZE)\n"
+     "accumulator = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)\n"
+     "a_ptrs = a_ptr + (offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak)\n"
+     "b_ptrs = b_ptr + (offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn)\n", True),
+    ("import torch\nimport triton\n", True),  # only short lines: nothing to match on
+    ("", True),
+])
+def test_pretraining_corpus_leaves_out_held_out_code(text: str, kept: bool) -> None:
+    assert pretrain.held_out_filter([HELD_OUT_CODE])(text) is kept
+
+
+def test_masked_lm_head_starts_near_uniform(vocab: EncoderVocab) -> None:
+    """With the 1/sqrt(d) scale the first masked-token loss is near ln(vocab), not several times it."""
+    run = tiny_run(vocab)
+    windows = pretrain.windows([vocab.encode(text) for text in SMALL_CORPUS[:4]], 32)
+    first = pretrain.pretrain_encoder(run.model, windows, steps=1, batch_size=4, lr=0.0, log=quiet)[0]
+    assert first < 1.5 * math.log(vocab.size), (first, math.log(vocab.size))
+
+
+def test_label_smoothing_is_torch_cross_entropy_per_example_mean() -> None:
+    from torch.nn import functional as F
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 7, generator=generator) * 8
+    targets = torch.tensor([[3, 4, 5, 0, 0], [2, 2, 2, 2, 2], [6, 0, 0, 0, 0]])
+    for smoothing in (0.0, 0.1):
+        expected = torch.stack([
+            F.cross_entropy(logits[row][targets[row] != 0], targets[row][targets[row] != 0], label_smoothing=smoothing)
+            for row in range(3)]).mean()
+        torch.testing.assert_close(train.rlm_loss(logits, targets, smoothing), expected)
+    assert train.rlm_loss(logits, targets, 0.1) != train.rlm_loss(logits, targets)
 
 
 # ----------------------------------------------------------------------------------------------- evaluation

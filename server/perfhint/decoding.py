@@ -20,6 +20,11 @@ is hard:
 - Determinism. Sampling draws one uniform per row per step from `np.random.default_rng(seed)` and inverts
   the row's cumulative distribution, so the same (logits, seed, temperature) give the same samples on
   every machine; regress-lm's torch.multinomial stream is not reproducible here and is not a target.
+- Costs are numbers >= 0. The codec lets any objective be negative or a special value (training marks
+  the objective a record does not label with NaN), so a model that misreads a region can spend the
+  samples of the objective the region asks for on NaN or on negative latencies (an out-of-distribution
+  Triton kernel read as a memory task did both). `costs` names the objectives whose first token may be
+  neither special nor `<->`; the others keep the full grammar.
 - Aggregation over samples keeps special values (NaN, ±inf, "INVALID") out of the quantiles but reports
   how often they were drawn: a model that says "INVALID" for 40 % of samples is telling you something.
 """
@@ -75,8 +80,11 @@ def sample_numbers(
     temperature: float = 1.0,
     seed: int = 0,
     greedy: bool = False,
+    costs: Sequence[int] = (),
 ) -> np.ndarray:
     """Token ids int64 [n_inputs, n_samples, decode_len], each row valid under the codec's grammar.
+
+    Objectives listed in `costs` are decoded as numbers >= 0: never a special value, never negative.
 
     `greedy=True` takes the argmax at every step (all samples of an input are then equal) and ignores
     `temperature` and `seed`.
@@ -89,8 +97,15 @@ def sample_numbers(
     rng = np.random.default_rng(seed)
     tokens = np.zeros((n_rows, codec.decode_len), dtype=np.int64)
     prev_tokens = np.full(n_rows, PAD_ID, dtype=np.int64)  # BOS
+    for objective in costs:
+        if not 0 <= objective < codec.max_num_objs:
+            raise ValueError(f"costs names objective {objective}, but the codec decodes {codec.max_num_objs}")
+    first_positions = {objective * codec.num_tokens_per_obj for objective in costs}
+    not_a_cost = np.array([*codec.special_ids, codec.stoi["<->"]], dtype=np.int64)
     for position in range(codec.decode_len):
         mask = codec.allowed_mask(tokens[:, :position])
+        if position in first_positions:
+            mask[:, not_a_cost] = False
         logits = _check_logits(step_fn(prev_tokens, position), mask, position)
         if greedy:
             chosen = masked_logits(logits, mask).argmax(axis=-1)

@@ -42,7 +42,7 @@ from perfhint.settings import Settings
 
 logger = logging.getLogger("perfhint.engine")
 
-CACHE_FORMAT = "perfhint-prediction-cache-v1"  # bump when the cached value's meaning changes
+CACHE_FORMAT = "perfhint-prediction-cache-v2"  # bump when the cached value's meaning changes (v2: costs >= 0)
 CACHE_DIR_ENV = "PERFHINT_CACHE_DIR"  # a directory, or "off" for no disk cache (tests, read-only homes)
 BUNDLE_ENV = "PERFHINT_BUNDLE"  # a bundle path used when neither the settings nor --bundle name one
 CACHE_FILE = "predictions.sqlite3"

@@ -59,6 +59,7 @@ from perfhint.decoding import ObjectiveSummary, decode_samples, sample_numbers, 
 from perfhint.encoder_vocab import EncoderVocab
 from perfhint.input_template import region_of_text
 from perfhint.numbers import DecoderCodec, Value, codec_from_spec
+from perfhint.predict import bundle_metrics, metrics_for
 
 DEVICES = ("cpu", "gpu")
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -289,10 +290,13 @@ class Predictor:
                 length = len(encoded[index].ids)
                 input_cross = _input_cross(cross, position, length)
                 mask = (encoded[index].ids != self.pad_id).astype(np.int64)[None, :]
-                token_ids = self._decode(input_cross, mask, samples, seed=seed, temperature=temperature, greedy=False)
+                costs = self.objectives_asked(texts[index])
+                token_ids = self._decode(input_cross, mask, samples, seed=seed, temperature=temperature, greedy=False,
+                                         costs=costs)
                 greedy_ids = greedy_values = None
                 if greedy:
-                    greedy_ids = self._decode(input_cross, mask, 1, seed=seed, temperature=temperature, greedy=True)
+                    greedy_ids = self._decode(input_cross, mask, 1, seed=seed, temperature=temperature, greedy=True,
+                                              costs=costs)
                     greedy_values = decode_samples(self.codec, greedy_ids)[0][0]
                 results[index] = TextPrediction(
                     objectives=calibration.apply(summarise(self.codec, token_ids)[0], self.bundle.manifest.calibration,
@@ -304,6 +308,17 @@ class Predictor:
                     greedy_token_ids=greedy_ids[0, 0] if return_token_ids and greedy_ids is not None else None,
                 )
         return [result for result in results if result is not None]
+
+    def objectives_asked(self, text: str) -> tuple[int, ...]:
+        """The objectives a perfhint-v1/v2 text asks for (memory for code, latency for Triton kernels), by
+        the region kind in its header and the manifest's metric units; () for raw text. Those are decoded
+        as costs, numbers >= 0 (decoding.py); the others may still be NaN, as training marked them."""
+        region = region_of_text(text)
+        if region is None:
+            return ()
+        kind = region.split("/", 1)[1]
+        return tuple(metric.index for metric in metrics_for(kind, bundle_metrics(self.bundle))
+                     if metric.index < self.codec.max_num_objs)
 
     def teacher_forced_logits(self, text: str, token_ids: Sequence[int]) -> np.ndarray:
         """float32 [len(token_ids), V]: row t is the decoder's logits for token t given BOS + token_ids[:t].
@@ -336,10 +351,11 @@ class Predictor:
         return cross_k, cross_v
 
     def _decode(self, cross: tuple[np.ndarray, np.ndarray], mask: np.ndarray, samples: int, *, seed: int,
-                temperature: float, greedy: bool) -> np.ndarray:
+                temperature: float, greedy: bool, costs: Sequence[int] = ()) -> np.ndarray:
         """Token ids [1, samples, decode_len] for one input."""
         step = _DecoderStep(self, cross, mask, samples, share_prefixes=self.share_prefixes)
-        return sample_numbers(step, self.codec, 1, samples, temperature=temperature, seed=seed, greedy=greedy)
+        return sample_numbers(step, self.codec, 1, samples, temperature=temperature, seed=seed, greedy=greedy,
+                              costs=costs)
 
 
 class _DecoderStep:

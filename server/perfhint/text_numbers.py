@@ -341,8 +341,13 @@ class TextNumberPredictor(Predictor):
                                       "decoder_calls", "decoder_rows"), 0)
 
     def _decode(self, cross: tuple[np.ndarray, np.ndarray], mask: np.ndarray, samples: int, *, seed: int,
-                temperature: float, greedy: bool) -> np.ndarray:
-        """Token ids [1, samples, max_decode_len] for one input (pad after EOS)."""
+                temperature: float, greedy: bool, costs: Sequence[int] = ()) -> np.ndarray:
+        """Token ids [1, samples, max_decode_len] for one input (pad after EOS).
+
+        `costs` is not applied here yet: the character automaton lets every objective be negative or
+        nan/inf, so a text-number bundle can still answer NaN where the number-token runtime cannot (the
+        summary counts such samples in special_fraction). Doing it means an automaton per `costs` tuple
+        without the "-" and special edges from those objectives' start states."""
         grammar: TextNumberGrammar = self.codec
         step = _DecoderStep(self, cross, mask, samples, share_prefixes=self.share_prefixes)
         rng = np.random.default_rng(seed)

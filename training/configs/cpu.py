@@ -4,11 +4,12 @@ Why this size: at d_model 256 / 6+2 layers / 2048 tokens the CPU trains 0.2-0.3 
 epoch takes ~11 h). Width 128, 3+2 layers and 512-token inputs train at 60-100 examples/s, so ~10 epochs
 over ~24k records fit in one session. What is given up: long Triton modules are cut at 512 tokens
 (the header with size/shape/dtype/GPU comes first and survives), and a shallower encoder.
-How the shipped model was made (server/perfhint/models/MODEL_CARD.md has the numbers):
-  perfhint train fit --config training/configs/cpu.py --threads 2 --max-steps 1100   # (perfhint-v1 then)
-  perfhint train fit --config training/configs/cpu.py --threads 2 --out .work/runs/cpu2 --max-steps 9000 \
-      --set init_from="'.work/runs/cpu/best.safetensors'" --set lr=1.5e-3 --set dropout=0.1 ...
-  (stopped at 5,000, then --resume --max-steps 7000). Validation loss rises after ~1,000 steps while
+How the shipped model was made (one command per line; server/perfhint/models/MODEL_CARD.md has the numbers):
+  perfhint train pretrain --config training/configs/cpu.py --steps 2000 --out .work/pretrain/encoder-2000.safetensors
+  perfhint train fit --config training/configs/cpu.py --threads 2 --out .work/runs/pre-long --max-steps 6000
+      --set init_encoder="'.work/pretrain/encoder-2000.safetensors'" --set lr=2e-3 --set dropout=0.1
+      --set checkpoint_interval=500 --set keep_checkpoints=True
+  then step-5500.safetensors, chosen by validation Spearman. Validation loss rises after ~1,000 steps while
   ranking keeps improving: choose checkpoints by validation Spearman, not by best.safetensors.
 """
 

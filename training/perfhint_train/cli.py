@@ -77,6 +77,8 @@ STEPS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
                    configure_build_data, run_build_data),
     "tokenizer": ("train the encoder's byte-level BPE on permissively licensed code",
                   _step("tokenizer", "configure_parser"), _step("tokenizer", "run")),
+    "pretrain": ("masked-token pre-training of the encoder on unlabelled code (init_encoder for fit)",
+                 _step("pretrain", "configure_parser"), _step("pretrain", "run")),
     "fit": ("train the RLM from a config file (resumable; DDP under torchrun)",
             _step("train", "configure_parser"), _step("train", "run_fit")),
     "evaluate": ("rank correlation, log error and coverage of a checkpoint or bundle, against baselines",

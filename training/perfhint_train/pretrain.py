@@ -1,4 +1,4 @@
-"""Self-supervised pre-training of the encoder on unlabelled code: a sketch, kept only if measured to help.
+"""Self-supervised pre-training of the encoder on unlabelled code (masked tokens), and its A/B.
 
 Why: labelled records are few (tens of thousands of rows, but only hundreds of distinct programs and
 kernels), while permissively licensed code is plentiful (the tokenizer's 60 MB corpus). An encoder
@@ -11,10 +11,22 @@ BPE never produces it. Padding (id 0) is never chosen. Only the encoder's weight
 EncoderDecoder) are saved; `init_encoder = "PATH"` in a training config loads them into a fresh model.
 regress-lm's own decoder cannot denoise text (its vocabulary is number tokens), hence a separate head.
 
-Status: implemented and unit-tested, NOT measured. Keep it only after an A/B on the real data: train
-training/configs/default.py twice with the same seed, with and without `init_encoder`, and compare
-`perfhint train evaluate --split val` Spearman within groups per task. Run it as
-`python -m perfhint_train.pretrain --config training/configs/default.py --steps 20000 --out encoder.safetensors`.
+Held-out code: the corpus holds the TritonBench and Liger module texts, and some of them are the very
+kernels of the validation and test splits. Unlabelled or not, reading them before the test flatters the
+test, so `held_out_filter` drops every corpus text whose long lines are 30 % or more lines of a held-out
+record (68 of 6,754 texts for the shipped split).
+
+Cost: the masked-token head is applied to the chosen positions only (15 %), not to every position: at
+a 16k vocabulary the full logits of one 32 x 512 batch are 1 GB of floats.
+
+Run it as `perfhint train pretrain --config training/configs/cpu.py --steps 2000 --out encoder.safetensors`,
+then `perfhint train fit ... --set init_encoder="'encoder.safetensors'"`.
+
+Measured (A/B, one seed each; server/perfhint/models/MODEL_CARD.md has the table): 2,000 steps of 32
+windows (35 min on 2 cores, masked-token loss 9.5 -> 4.6), then the same 1,200-step fit as without it.
+On the test split it raised within-group Spearman on every memory task and on Triton (C 0.81 -> 0.95,
+C++ 0.80 -> 0.90, Python functions 0.52 -> 0.65, Triton 0.46 -> 0.59) and Triton pooled 0.61 -> 0.68;
+C++ pooled fell 0.82 -> 0.79. It is kept, and the shipped model starts from it.
 """
 
 from __future__ import annotations
@@ -62,7 +74,11 @@ def mask_tokens(ids: Tensor, vocab_size: int, generator: torch.Generator, pad_id
 
 
 class MaskedLMHead(nn.Module):
-    """Transform + LayerNorm, then logits through the (tied) input embedding matrix."""
+    """Transform + LayerNorm, then logits through the (tied) input embedding matrix, scaled by 1/sqrt(d).
+
+    The scale matters: the embedding is initialised N(0, 1) (regress-lm's, unscaled), so after the
+    LayerNorm a hidden vector has norm sqrt(d) and unscaled logits start with a spread of ~11 at d=128,
+    a first loss of ~32 nats instead of ln(16k) = 9.7, and the encoder spends its first steps undoing it."""
 
     def __init__(self, embedding: nn.Embedding) -> None:
         super().__init__()
@@ -71,9 +87,10 @@ class MaskedLMHead(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.embedding = embedding
         self.bias = nn.Parameter(torch.zeros(embedding.weight.shape[0]))
+        self.scale = d_model ** -0.5
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return F.linear(self.norm(F.gelu(self.transform(hidden))), self.embedding.weight, self.bias)
+        return F.linear(self.norm(F.gelu(self.transform(hidden))) * self.scale, self.embedding.weight, self.bias)
 
 
 def pretrain_encoder(model: EncoderDecoder, token_windows: Sequence[Sequence[int]], *, steps: int,
@@ -105,8 +122,10 @@ def pretrain_encoder(model: EncoderDecoder, token_windows: Sequence[Sequence[int
         masked, labels = (tensor.to(device) for tensor in mask_tokens(ids, vocab_size, generator, pad_id))
         with fused_attention():
             memory, _ = model.encode(masked)
-        logits = head(memory)
-        loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE)
+        chosen = labels != IGNORE
+        if not bool(chosen.any()):
+            continue
+        loss = F.cross_entropy(head(memory[chosen]), labels[chosen])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -135,31 +154,70 @@ def load_encoder(model: EncoderDecoder, path: str | Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from perfhint.encoder_vocab import HF_TOKENIZERS, EncoderVocab
-    from perfhint_train.tokenizer import build_corpus, corpus_texts
-    from perfhint_train.train import build_run, load_config
+def held_out_filter(held_out_codes: Iterable[str], min_line: int = 30, share: float = 0.3
+                     ) -> Callable[[str], bool]:
+    """A predicate: True for a corpus text that may be used, False when at least `share` of its long lines
+    (>= `min_line` characters, stripped) are lines of a held-out record's code. Short lines (imports,
+    `return x`) are common to everything and say nothing about which program a text is."""
+    held = {line.strip() for code in held_out_codes for line in code.splitlines() if len(line.strip()) >= min_line}
 
-    parser = argparse.ArgumentParser(prog="python -m perfhint_train.pretrain", description=__doc__.splitlines()[0])
+    def keep(text: str) -> bool:
+        lines = [line.strip() for line in text.splitlines() if len(line.strip()) >= min_line]
+        return not lines or sum(line in held for line in lines) < share * len(lines)
+    return keep
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="training config whose architecture to pre-train")
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=3_000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--held-out", type=Path, action="append", default=None,
+                        help="records .jsonl whose code is kept out of the corpus (default: the config's "
+                             "val_data and the test.jsonl beside it)")
     parser.add_argument("--out", type=Path, required=True, help="encoder weights (.safetensors)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from perfhint.encoder_vocab import HF_TOKENIZERS, EncoderVocab
+    from perfhint_train.tokenizer import build_corpus, corpus_texts
+    from perfhint_train.train import build_run, load_config, read_jsonl
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = load_config(args.config)
     vocab = EncoderVocab.from_file(config.resolve(config.tokenizer), HF_TOKENIZERS)
-    run = build_run(config, train_records=[], val_records=[], vocab=vocab)
+    run_ = build_run(config, train_records=[], val_records=[], vocab=vocab)
+    held_paths = args.held_out
+    if held_paths is None:
+        val = config.resolve(config.val_data)
+        held_paths = [val, val.parent / "test.jsonl"]
+    missing = [str(path) for path in held_paths if not Path(path).is_file()]
+    if missing:
+        print(f"perfhint train pretrain: held-out records {missing} not found; run `perfhint train build-data` "
+              "first, or name them with --held-out", file=sys.stderr)
+        return 2
+    keep = held_out_filter(record["code"] for path in held_paths for record in read_jsonl(Path(path)))
     parts, _ = build_corpus()
-    token_windows = windows((vocab.encode(text) for text in corpus_texts(parts)), config.max_input_len)
+    texts = list(corpus_texts(parts))
+    kept = [text for text in texts if keep(text)]
+    print(f"corpus: {len(texts)} texts, {len(texts) - len(kept)} left out as held-out code", file=sys.stderr)
+    token_windows = windows((vocab.encode(text) for text in kept), config.max_input_len)
     print(f"{len(token_windows)} windows of <= {config.max_input_len} tokens", file=sys.stderr)
     if torch.cuda.is_available():
-        run.model.to("cuda")
-    pretrain_encoder(run.model, token_windows, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                     seed=config.seed, pad_id=vocab.pad_id)
-    save_encoder(run.model, args.out)
-    print(f"wrote {args.out}; use it with init_encoder = {str(args.out)!r} in a training config")
+        run_.model.to("cuda")
+    pretrain_encoder(run_.model, token_windows, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                     seed=config.seed, pad_id=vocab.pad_id, log=lambda line: print(line, file=sys.stderr, flush=True))
+    save_encoder(run_.model, args.out)
+    print(f"wrote {args.out}; train with it: perfhint train fit ... --set init_encoder=\"'{args.out}'\"")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="perfhint train pretrain", description=__doc__.splitlines()[0])
+    configure_parser(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
