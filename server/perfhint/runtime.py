@@ -43,6 +43,7 @@ file swapped after the check is never run. Never imports torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -59,6 +60,7 @@ from perfhint.decoding import ObjectiveSummary, decode_samples, sample_numbers, 
 from perfhint.encoder_vocab import EncoderVocab
 from perfhint.input_template import region_of_text
 from perfhint.numbers import DecoderCodec, Value, codec_from_spec
+from perfhint.predict import Metric as PredictMetric
 from perfhint.predict import bundle_metrics, metrics_for
 
 DEVICES = ("cpu", "gpu")
@@ -290,7 +292,8 @@ class Predictor:
                 length = len(encoded[index].ids)
                 input_cross = _input_cross(cross, position, length)
                 mask = (encoded[index].ids != self.pad_id).astype(np.int64)[None, :]
-                costs = self.objectives_asked(texts[index])
+                region = region_of_text(texts[index])  # None for raw text
+                costs = self.objectives_asked(region)
                 token_ids = self._decode(input_cross, mask, samples, seed=seed, temperature=temperature, greedy=False,
                                          costs=costs)
                 greedy_ids = greedy_values = None
@@ -300,7 +303,7 @@ class Predictor:
                     greedy_values = decode_samples(self.codec, greedy_ids)[0][0]
                 results[index] = TextPrediction(
                     objectives=calibration.apply(summarise(self.codec, token_ids)[0], self.bundle.manifest.calibration,
-                                                 region_of_text(texts[index])),
+                                                 region),
                     n_tokens=encoded[index].n_tokens,
                     truncated=encoded[index].truncated,
                     greedy=greedy_values,
@@ -309,16 +312,21 @@ class Predictor:
                 )
         return [result for result in results if result is not None]
 
-    def objectives_asked(self, text: str) -> tuple[int, ...]:
-        """The objectives a perfhint-v1/v2 text asks for (memory for code, latency for Triton kernels), by
-        the region kind in its header and the manifest's metric units; () for raw text. Those are decoded
-        as costs, numbers >= 0 (decoding.py); the others may still be NaN, as training marked them."""
-        region = region_of_text(text)
+    def objectives_asked(self, region: str | None) -> tuple[int, ...]:
+        """The objectives a region asks for (memory for code, latency for Triton kernels), by its kind and the
+        manifest's metric units; () for None (raw text, no header). `region` is `language/region_kind`, as
+        input_template.region_of_text reads it from a perfhint-v1/v2 text. Those objectives are decoded as
+        costs, numbers >= 0 (decoding.py); the others may still be NaN, as training marked them."""
         if region is None:
             return ()
         kind = region.split("/", 1)[1]
-        return tuple(metric.index for metric in metrics_for(kind, bundle_metrics(self.bundle))
+        return tuple(metric.index for metric in metrics_for(kind, self._metric_views)
                      if metric.index < self.codec.max_num_objs)
+
+    @functools.cached_property
+    def _metric_views(self) -> tuple[PredictMetric, ...]:
+        """predict.Metric views of the manifest's metrics, built once (objectives_asked runs per text)."""
+        return bundle_metrics(self.bundle)
 
     def teacher_forced_logits(self, text: str, token_ids: Sequence[int]) -> np.ndarray:
         """float32 [len(token_ids), V]: row t is the decoder's logits for token t given BOS + token_ids[:t].

@@ -159,10 +159,13 @@ def held_out_filter(held_out_codes: Iterable[str], min_line: int = 30, share: fl
     """A predicate: True for a corpus text that may be used, False when at least `share` of its long lines
     (>= `min_line` characters, stripped) are lines of a held-out record's code. Short lines (imports,
     `return x`) are common to everything and say nothing about which program a text is."""
-    held = {line.strip() for code in held_out_codes for line in code.splitlines() if len(line.strip()) >= min_line}
+    def long_lines(text: str) -> list[str]:
+        return [line for line in map(str.strip, text.splitlines()) if len(line) >= min_line]
+
+    held = {line for code in held_out_codes for line in long_lines(code)}
 
     def keep(text: str) -> bool:
-        lines = [line.strip() for line in text.splitlines() if len(line.strip()) >= min_line]
+        lines = long_lines(text)
         return not lines or sum(line in held for line in lines) < share * len(lines)
     return keep
 
