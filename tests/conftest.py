@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,17 @@ def regress_lm_bundle(regress_lm_fixtures: Path, tmp_path_factory: pytest.TempPa
         return built[fixture, precision]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def raw_memory_bundle(regress_lm_fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """regress-lm's rlm_tiny_ieee (fp32) with its one metric in MiB: a raw-template bundle (the text is the
+    code alone, no header), like the VS Code end-to-end test's model."""
+    sidecar = json.loads((Path(__file__).resolve().parent / "data" / "regress_lm" / "rlm_tiny_ieee.sidecar.json")
+                         .read_text())
+    sidecar["encoder_vocab"]["file"] = str(regress_lm_fixtures / "encoder_spm.model")
+    sidecar["metrics"] = [{"name": "peak_memory", "unit": "MiB"}]
+    directory = tmp_path_factory.mktemp("raw-memory")
+    (directory / "sidecar.json").write_text(json.dumps(sidecar))
+    return _export_bundle(regress_lm_fixtures / "rlm_tiny_ieee.pt", directory / "sidecar.json", directory / "bundle",
+                          "fp32")

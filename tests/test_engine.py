@@ -56,6 +56,22 @@ def test_one_changed_region_is_one_model_text(tmp_path: Path) -> None:
            [o.prediction.primary.median for i, o in enumerate(before) if i != 3]
 
 
+def test_the_runtime_is_told_each_texts_region_and_the_cache_keeps_regions_apart(tmp_path: Path) -> None:
+    """A raw-template text is the code alone; the region (which objective is a cost) travels beside it."""
+    predictor = FakePredictor({**MANIFEST, "input_template": {"kind": "raw"}})
+    engine = engine_with(predictor, tmp_path)
+    source = ("import triton\nimport triton.language as tl\n\n\n@triton.jit\ndef k(x_ptr, BLOCK: tl.constexpr):\n"
+              "    tl.store(x_ptr + tl.arange(0, BLOCK), 1.0)\n\n\ndef launch(x):\n    k[(1,)](x, BLOCK=1024)\n\n\n"
+              "def f(n):\n    return [0] * n\n")
+    outcomes = run(engine, predictor, source)
+    assert [o.request.region.kind for o in outcomes] == ["triton_kernel", "function"]
+    assert predictor.regions == [["python/triton_kernel", "python/function"]]
+    function = outcomes[1].request
+    assert engine_module.cache_key("sha", function.text, 32, 0, "python/function") != \
+        engine_module.cache_key("sha", function.text, 32, 0, "python/script")
+    assert predict.region_id(function.region) == "python/function"
+
+
 def test_disk_cache_survives_a_new_engine_and_is_bounded(tmp_path: Path) -> None:
     predictor = FakePredictor()
     first = run(engine_with(predictor, tmp_path), predictor)

@@ -317,3 +317,39 @@ def test_session_options(tiny_bundle: Path) -> None:
 ])
 def test_batches_group_similar_lengths(lengths: list[int], expected: list[list[int]]) -> None:
     assert plan_batches(lengths) == expected
+
+
+# ----------------------------------------------------------------------------------------------- costs
+
+
+def sample_values(predictor: Predictor, text: str, **kwargs) -> list[float]:
+    [prediction] = predictor.predict_texts([text], samples=64, seed=0, return_token_ids=True, **kwargs)
+    return [predictor.codec.decode(ids)[0] for ids in prediction.token_ids]
+
+
+def test_a_region_given_beside_raw_text_decodes_its_metric_as_a_cost(raw_memory_bundle: Path) -> None:
+    predictor = Predictor.from_bundle_path(raw_memory_bundle, threads=1)
+    code = "def f(n):\n    return [0] * n\n"
+    free = sample_values(predictor, code)  # raw text: nothing says which region it is
+    assert any(not math.isfinite(value) or value < 0 for value in free)  # this random model says less than 0
+    for region in ("python/function", "c/program"):
+        values = sample_values(predictor, code, regions=[region])
+        assert all(math.isfinite(value) and value >= 0 for value in values), (region, values)
+    [prediction] = predictor.predict_texts([code], samples=16, regions=["python/function"])
+    assert prediction.objectives[0].p10 >= 0 and prediction.objectives[0].special_fraction == 0
+
+
+def test_unitless_metrics_keep_the_full_grammar(predictor) -> None:
+    """A regress-lm sidecar without units may predict a log or a difference: no region makes it a cost."""
+    rlm = predictor("rlm_tiny_ieee", "fp32")
+    assert rlm.objectives_asked("python/function") == ()
+    code = "def f(n):\n    return [0] * n\n"
+    assert sample_values(rlm, code, regions=["python/function"]) == sample_values(rlm, code)
+
+
+@pytest.mark.parametrize("regions, needle", [(["python/function", "c/program"], "one entry per text"),
+                                             ("python/function", "one entry per text"),
+                                             (["function"], "'language/region_kind'")])
+def test_bad_regions_name_the_fix(tiny: Predictor, regions, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        tiny.predict_texts(["x = 1"], samples=2, regions=regions)

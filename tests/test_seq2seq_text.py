@@ -60,6 +60,20 @@ def test_two_objectives_are_comma_separated() -> None:
     assert automaton.walk(0, "1.0000e+00,2.0000e+00,3.0000e+00") == -1
 
 
+COST_CASES = {  # two objectives, the second a cost: text -> complete? / None: no path
+    "-1.0000e+00,1.0000e-05": True, "nan,0.0000e+00": True, "1.0000e+00,-1.0000e+00": None,
+    "1.0000e+00,nan": None, "1.0000e+00,inf": None, "1.0000e+00,-inf": None, "1.0000e+999,1.0000e+99": True,
+    "1.0000e+00,1.0000e+999": None,  # float("1e+999") is inf
+}
+
+
+@pytest.mark.parametrize("text, expected", COST_CASES.items(), ids=list(COST_CASES))
+def test_costs_have_no_sign_and_no_special_value(text: str, expected: bool | None) -> None:
+    automaton = CharAutomaton(digits=4, max_num_objs=2, costs=(1,))
+    state = automaton.walk(automaton.start, text)
+    assert (None if state == -1 else bool(automaton.accepting[state])) == expected
+
+
 # ----------------------------------------------------------------------------------------------- tokens
 
 
@@ -104,23 +118,36 @@ def test_tokens_that_break_the_format_are_refused(tokenizer) -> None:
 def test_every_random_path_parses(tokenizer) -> None:
     """Uniformly random allowed tokens, with a budget barely long enough: every row completes and parses."""
     for max_num_objs, max_decode_len in ((1, 14), (2, 40)):
-        grammar = grammar_for(tokenizer, max_num_objs=max_num_objs, max_decode_len=max_decode_len)
-        rng = np.random.default_rng(0)
-        rows = 300
-        state, tokens = np.full(rows, grammar.automaton.start), [np.full(rows, 2)]
-        done = np.zeros(rows, bool)
-        for position in range(1, max_decode_len):
-            allowed = grammar.allowed_mask(state, max_decode_len - position)
-            allowed[done] = False
-            allowed[done, grammar.eos_id] = True
-            chosen = np.array([rng.choice(np.flatnonzero(row)) for row in allowed])
-            state = np.where(done, state, grammar.advance(state, chosen))
-            done |= chosen == grammar.eos_id
-            tokens.append(chosen)
-        ids = np.stack(tokens, axis=1)
-        values = [grammar.decode(row.tolist()) for row in ids]
-        assert done.all() and not any("INVALID" in value for value in values)
+        values = random_values(grammar_for(tokenizer, max_num_objs=max_num_objs, max_decode_len=max_decode_len))
+        assert not any("INVALID" in value for value in values)
         assert any(isinstance(value[0], float) and np.isfinite(value[0]) for value in values)
+
+
+def random_values(grammar: TextNumberGrammar, rows: int = 300, seed: int = 0) -> list[list]:
+    """Uniformly random allowed tokens until EOS (every row must get there within the budget), decoded."""
+    rng = np.random.default_rng(seed)
+    state, tokens, done = np.full(rows, grammar.automaton.start), [np.full(rows, 2)], np.zeros(rows, bool)
+    for position in range(1, grammar.max_decode_len):
+        allowed = grammar.allowed_mask(state, grammar.max_decode_len - position)
+        allowed[done] = False
+        allowed[done, grammar.eos_id] = True
+        chosen = np.array([rng.choice(np.flatnonzero(row)) for row in allowed])
+        state = np.where(done, state, grammar.advance(state, chosen))
+        done |= chosen == grammar.eos_id
+        tokens.append(chosen)
+    assert done.all()
+    return [grammar.decode(row.tolist()) for row in np.stack(tokens, axis=1)]
+
+
+def test_for_costs_spells_only_numbers_at_least_zero(tokenizer) -> None:
+    """Multi-character tokens ("-", "nan", "in", "inf") cannot smuggle a sign or a special into a cost."""
+    grammar = grammar_for(tokenizer, max_num_objs=2, max_decode_len=40)
+    assert grammar.for_costs(()) is grammar and grammar.for_costs((1,)) is grammar.for_costs([1, 1])
+    free = random_values(grammar)
+    assert any(not np.isfinite(value[1]) or value[1] < 0 for value in free)  # random paths do say them
+    costs = random_values(grammar.for_costs((1,)))
+    assert all(isinstance(value[1], float) and np.isfinite(value[1]) and value[1] >= 0 for value in costs)
+    assert any(not np.isfinite(value[0]) or value[0] < 0 for value in costs)  # objective 0 keeps its grammar
 
 
 def test_budget_too_short_is_refused(tokenizer) -> None:
@@ -206,6 +233,21 @@ def test_samples_always_parse_and_manifest(bundle: Path) -> None:
     assert manifest.codec.decoder_tokenizer["prefix_token_ids"] == [2] and manifest.parity["passed"]
     assert manifest.parity["max_abs_diff"]["logits"] <= 1e-4
     assert [case["length"] for case in manifest.parity["cases"]] == [1, 19, 33, 48]
+
+
+def test_a_latency_region_gets_latencies_at_least_zero(bundle: Path) -> None:
+    from perfhint.runtime import Predictor
+
+    predictor = Predictor.from_bundle_path(bundle)
+    assert predictor.objectives_asked("python/triton_kernel") == (0,)  # the metric is in ms
+    text = "def f ( n ) : return n"
+    [free] = predictor.predict_texts([text], samples=64, seed=1, return_token_ids=True)
+    [cost] = predictor.predict_texts([text], samples=64, seed=1, return_token_ids=True,
+                                     regions=["python/triton_kernel"])
+    free_values = [predictor.codec.decode(row.tolist())[0] for row in free.token_ids]
+    values = [predictor.codec.decode(row.tolist())[0] for row in cost.token_ids]
+    assert any(not np.isfinite(value) or value < 0 for value in free_values)  # the random model says them
+    assert all(np.isfinite(value) and value >= 0 for value in values), values
 
 
 def test_int8_bundle(model_dir: Path) -> None:

@@ -448,6 +448,25 @@ def test_evaluate_cli(trained: train.FitResult, tmp_path: Path) -> None:
     assert set(tasks["c/program/peak_rss"]["predictors"]) == {"model", *baselines.BASELINES}
 
 
+def test_checkpoint_predictions_decode_each_rows_objective_as_a_cost(trained: train.FitResult) -> None:
+    """The PyTorch scoring path applies the editor's rule (decoding.CostGrammar): the row's objective is a
+    number >= 0, in batches that mix objectives too. The tiny model, left free, often says NaN or less than 0."""
+    from perfhint.decoding import aggregate
+
+    checkpoint = load_checkpoint(trained.checkpoint)
+    rows = evaluate.labelled_rows(synthetic_records(), tuple(train.OBJECTIVES.values()))
+    predictions = evaluate.checkpoint_predictions(checkpoint, rows, samples=8, batch_rows=5)
+    assert len(predictions) == len(rows) and {row.objective for row in rows} == {0, 1}
+    for prediction in predictions:
+        assert np.isfinite([prediction.median, prediction.p10]).all() and prediction.p10 >= 0, prediction
+    import torch
+
+    free = checkpoint.model.eval().sample(torch.tensor([[5, 6, 7]]), checkpoint.codec, 64,
+                                          generator=torch.Generator().manual_seed(0)).tolist()[0]
+    summaries = aggregate([checkpoint.codec.decode(sample) for sample in free])
+    assert any(summary.special_fraction > 0 or (summary.p10 is not None and summary.p10 < 0) for summary in summaries)
+
+
 # ----------------------------------------------------------------------------------------------- fine-tuning
 
 MEASURED_FILES = ("fn_squares.py", "fn_word_counts.py", "fn_sort_in_place.py", "py_script_hello.py", "c_small.c",

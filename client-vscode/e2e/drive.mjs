@@ -186,7 +186,7 @@ try {
     await goToLine(page, 7);
     await page.keyboard.press("End");
     await page.keyboard.press("Enter");
-    await page.keyboard.type("big = np.zeros((n, n, 8))", { delay: 10 });
+    await page.keyboard.type("rows = [[0] * n for _ in range(n)]", { delay: 10 });
     await page.keyboard.press("Control+S");
     const after = await until("a Δ on `def make_buffers`", async () => {
       const line = await lineWith(page, "def make_buffers");

@@ -71,6 +71,34 @@ def _check_logits(logits: np.ndarray, mask: np.ndarray, position: int) -> np.nda
     return logits
 
 
+class CostGrammar:
+    """The codec's grammar with `costs` decoded as numbers >= 0: the one rule, shared by every decoding loop.
+
+    `allowed_mask(prefixes)` is the codec's, except that at the first token of each objective in `costs`
+    the special values and `<->` are masked. The ONNX loop (`sample_numbers`) and the PyTorch reference
+    loop (`perfhint_export.model.EncoderDecoder.sample`, used by `perfhint train evaluate` on checkpoints)
+    both take it, so a checkpoint is scored under the rule the editor applies.
+    """
+
+    def __init__(self, codec: DecoderCodec, costs: Sequence[int] = ()) -> None:
+        for objective in costs:
+            if not 0 <= objective < codec.max_num_objs:
+                raise ValueError(f"costs names objective {objective}, but the codec decodes {codec.max_num_objs}")
+        self.codec, self.costs = codec, tuple(costs)
+        self.vocab_size, self.decode_len = codec.vocab_size, codec.decode_len
+        self.first_positions = frozenset(objective * codec.num_tokens_per_obj for objective in self.costs)
+        self.not_a_cost = np.array([*codec.special_ids, codec.stoi["<->"]], dtype=np.int64)
+
+    def allowed_mask(self, prefixes: np.ndarray) -> np.ndarray:
+        mask = self.codec.allowed_mask(prefixes)
+        if np.asarray(prefixes).shape[1] in self.first_positions:
+            mask[:, self.not_a_cost] = False
+        return mask
+
+    def decode(self, ids: Sequence[int]) -> list[Value]:
+        return self.codec.decode(ids)
+
+
 def sample_numbers(
     step_fn: StepFn,
     codec: DecoderCodec,
@@ -97,15 +125,9 @@ def sample_numbers(
     rng = np.random.default_rng(seed)
     tokens = np.zeros((n_rows, codec.decode_len), dtype=np.int64)
     prev_tokens = np.full(n_rows, PAD_ID, dtype=np.int64)  # BOS
-    for objective in costs:
-        if not 0 <= objective < codec.max_num_objs:
-            raise ValueError(f"costs names objective {objective}, but the codec decodes {codec.max_num_objs}")
-    first_positions = {objective * codec.num_tokens_per_obj for objective in costs}
-    not_a_cost = np.array([*codec.special_ids, codec.stoi["<->"]], dtype=np.int64)
+    grammar = CostGrammar(codec, costs)
     for position in range(codec.decode_len):
-        mask = codec.allowed_mask(tokens[:, :position])
-        if position in first_positions:
-            mask[:, not_a_cost] = False
+        mask = grammar.allowed_mask(tokens[:, :position])
         logits = _check_logits(step_fn(prev_tokens, position), mask, position)
         if greedy:
             chosen = masked_logits(logits, mask).argmax(axis=-1)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perfhint.predict import Prediction, model_input, to_prediction
+from perfhint.predict import Prediction, model_input, region_id, to_prediction
 from perfhint.settings import Settings
 
 logger = logging.getLogger("perfhint.engine")
@@ -281,9 +281,11 @@ class Outcome:
     cached: bool = False
 
 
-def cache_key(bundle_sha256: str, text: str, samples: int, seed: int) -> str:
+def cache_key(bundle_sha256: str, text: str, samples: int, seed: int, region: str = "") -> str:
+    """The region is part of the key: a raw-template text is the code alone, and the region kind decides
+    which objectives are decoded as costs."""
     digest = hashlib.sha256()
-    for part in (CACHE_FORMAT, bundle_sha256, str(samples), str(seed)):
+    for part in (CACHE_FORMAT, bundle_sha256, str(samples), str(seed), region):
         digest.update(part.encode())
         digest.update(b"\0")
     digest.update(text.encode("utf-8", "surrogatepass"))
@@ -381,7 +383,8 @@ class Engine:
                 continue
             text, context = model_input(region, predictor.bundle, settings)
             requests.append(Request(region, context, text,
-                                    cache_key(predictor.bundle_sha256, text, settings.samples, settings.seed)))
+                                    cache_key(predictor.bundle_sha256, text, settings.samples, settings.seed,
+                                              region_id(region))))
         return requests
 
     def peek(self, request: Request, settings: Settings, predictor: Any) -> Outcome | None:
@@ -432,8 +435,9 @@ class Engine:
             if cancel is not None:
                 cancel.check()
             texts = [requests[index].text for index in batch]
+            regions = [region_id(requests[index].region) for index in batch]
             fresh = []
-            for index, result in zip(batch, self._call_isolating(predictor, texts, settings)):
+            for index, result in zip(batch, self._call_isolating(predictor, texts, regions, settings)):
                 key = requests[index].key
                 if isinstance(result, str):  # the runtime's failure for this text: shown, never cached
                     for same in by_key[key]:
@@ -471,20 +475,23 @@ class Engine:
                 used = cost
         return batches
 
-    def _call_isolating(self, predictor: Any, texts: list[str], settings: Settings) -> list[TextResult | str]:
+    def _call_isolating(self, predictor: Any, texts: list[str], regions: list[str], settings: Settings
+                        ) -> list[TextResult | str]:
         """Results for `texts`; if the batch fails, each text alone, so one bad region fails only itself."""
         try:
-            return list(self._call_model(predictor, texts, settings))
+            return list(self._call_model(predictor, texts, regions, settings))
         except Exception as error:
             if len(texts) == 1:
                 logger.exception("perfhint: model call failed")
                 return [f"{type(error).__name__}: {error}".splitlines()[0][:300]]
             logger.warning("perfhint: a batch of %d failed (%s); retrying one region at a time", len(texts), error)
-        return [result for text in texts for result in self._call_isolating(predictor, [text], settings)]
+        return [result for text, region in zip(texts, regions)
+                for result in self._call_isolating(predictor, [text], [region], settings)]
 
-    def _call_model(self, predictor: Any, texts: list[str], settings: Settings) -> list[TextResult]:
+    def _call_model(self, predictor: Any, texts: list[str], regions: list[str], settings: Settings
+                    ) -> list[TextResult]:
         started = time.perf_counter()
-        raw = predictor.predict_texts(texts, samples=settings.samples, seed=settings.seed)
+        raw = predictor.predict_texts(texts, samples=settings.samples, seed=settings.seed, regions=regions)
         if len(raw) != len(texts):
             raise RuntimeError(f"the runtime returned {len(raw)} predictions for {len(texts)} texts")
         logger.debug("model: %d region(s) in %.0f ms", len(texts), (time.perf_counter() - started) * 1000)

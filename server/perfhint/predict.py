@@ -259,6 +259,14 @@ def assumed_context(region: Any, settings: Settings) -> Any:
     return with_defaults(region.context, defaults)
 
 
+def region_id(region: Any) -> str:
+    """`language/region_kind`: what the runtime decodes as costs and calibrates by (runtime.predict_texts).
+
+    Passed beside the model text because a raw-template text (a regress-lm checkpoint's) is the code
+    alone and does not say what region it is."""
+    return f"{region.language}/{region.kind}"
+
+
 def model_input(region: Any, bundle: Any, settings: Settings) -> tuple[str, Any]:
     """(model text, context assumed) for one region, in the bundle's input format."""
     context = assumed_context(region, settings)
@@ -305,7 +313,8 @@ def stated_input_size(region: Any, texts: Mapping[str, str], bundle: Any) -> str
 def predict(region: Any, settings: Settings, predictor: Any) -> Prediction:
     """One region, no cache, on the calling thread (the engine batches and caches the same steps)."""
     text, context = model_input(region, predictor.bundle, settings)
-    [text_prediction] = predictor.predict_texts([text], samples=settings.samples, seed=settings.seed)
+    [text_prediction] = predictor.predict_texts([text], samples=settings.samples, seed=settings.seed,
+                                                regions=[region_id(region)])
     return to_prediction(region, context, text_prediction, bundle=predictor.bundle,
                          bundle_sha256=predictor.bundle_sha256, settings=settings)
 

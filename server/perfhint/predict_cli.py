@@ -105,6 +105,7 @@ class Record:
     id: Any  # echoed back as given (null when the line had none)
     text: str | None  # the model text, or None if the record is bad
     error: str | None = None
+    region: str | None = None  # language/region_kind of a code record; None: the text's header says it
 
 
 def record_to_text(record: dict[str, Any], bundle: Any = None, settings: Any = None) -> str:
@@ -180,7 +181,9 @@ def parse_record(line_number: int, raw: bytes, bundle: Any = None, settings: Any
         return Record(line_number, None, None, f"line {line_number}: expected a JSON object, got {_json_type(data)}")
     record_id = data.get("id")
     try:
-        return Record(line_number, record_id, record_to_text(data, bundle, settings))
+        text = record_to_text(data, bundle, settings)  # validates language and region_kind of code records
+        region = f"{data['language']}/{data['region_kind']}" if "code" in data else None
+        return Record(line_number, record_id, text, region=region)
     except RecordError as error:
         return Record(line_number, record_id, None, f"line {line_number}: {error}")
 
@@ -265,7 +268,7 @@ def predict_records(predictor: Any, records: Iterator[Record], out: IO[str], *, 
         if good:
             try:
                 predictions = predictor.predict_texts([record.text for record in good], samples=samples, seed=seed,
-                                                      greedy=greedy)
+                                                      greedy=greedy, regions=[record.region for record in good])
                 results = {record.line: prediction for record, prediction in zip(good, predictions)}
             except Exception as error:  # a runtime failure becomes these records' error lines, never a crash
                 failure = f"prediction failed: {type(error).__name__}: {_one_line(error)}"

@@ -268,9 +268,14 @@ class Predictor:
     # Predicting ------------------------------------------------------------------------------------
 
     def predict_texts(self, texts: Sequence[str], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                      temperature: float = 1.0, greedy: bool = False,
-                      return_token_ids: bool = False) -> list[TextPrediction]:
-        """One TextPrediction per text, in order. See the module docstring for what is guaranteed."""
+                      temperature: float = 1.0, greedy: bool = False, return_token_ids: bool = False,
+                      regions: Sequence[str | None] | None = None) -> list[TextPrediction]:
+        """One TextPrediction per text, in order. See the module docstring for what is guaranteed.
+
+        `regions` gives each text's region as `language/region_kind` when the caller knows it; None (or
+        a None entry) reads it from the text's perfhint header. It picks the objectives decoded as costs
+        (numbers >= 0) and the calibration, so callers of raw-template bundles (regress-lm checkpoints,
+        whose text is the code alone) must pass it or get the unconstrained grammar."""
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise TypeError(f"predict_texts takes a list of strings, got {type(texts).__name__}; "
                             f"wrap a single text as [text]")
@@ -284,6 +289,8 @@ class Predictor:
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}; "
                              f"for the argmax use greedy=True")
+        if regions is not None and (isinstance(regions, str) or len(regions) != len(texts)):
+            raise ValueError(f"regions must be a list with one entry per text ({len(texts)}), got {regions!r:.80}")
         encoded = [self.encode_text(text) for text in texts]
         results: list[TextPrediction | None] = [None] * len(texts)
         for batch in plan_batches([len(item.ids) for item in encoded]):
@@ -292,7 +299,8 @@ class Predictor:
                 length = len(encoded[index].ids)
                 input_cross = _input_cross(cross, position, length)
                 mask = (encoded[index].ids != self.pad_id).astype(np.int64)[None, :]
-                region = region_of_text(texts[index])  # None for raw text
+                region = regions[index] if regions is not None and regions[index] is not None \
+                    else region_of_text(texts[index])  # None for raw text
                 costs = self.objectives_asked(region)
                 token_ids = self._decode(input_cross, mask, samples, seed=seed, temperature=temperature, greedy=False,
                                          costs=costs)
@@ -316,12 +324,16 @@ class Predictor:
         """The objectives a region asks for (memory for code, latency for Triton kernels), by its kind and the
         manifest's metric units; () for None (raw text, no header). `region` is `language/region_kind`, as
         input_template.region_of_text reads it from a perfhint-v1/v2 text. Those objectives are decoded as
-        costs, numbers >= 0 (decoding.py); the others may still be NaN, as training marked them."""
+        costs, numbers >= 0 (decoding.py); the others may still be NaN, as training marked them. Only
+        metrics in bytes or seconds count: a unitless metric (a regress-lm sidecar without units) may be a
+        log or a difference, so it keeps the full grammar."""
         if region is None:
             return ()
+        if region.count("/") != 1:
+            raise ValueError(f"region must be 'language/region_kind' (e.g. 'python/function'), got {region!r}")
         kind = region.split("/", 1)[1]
         return tuple(metric.index for metric in metrics_for(kind, self._metric_views)
-                     if metric.index < self.codec.max_num_objs)
+                     if metric.index < self.codec.max_num_objs and metric.dimension is not None)
 
     @functools.cached_property
     def _metric_views(self) -> tuple[PredictMetric, ...]:

@@ -33,6 +33,8 @@ them to `TextNumberPredictor` below, which reuses its sessions, batching and sum
 
 from __future__ import annotations
 
+import copy
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,10 +98,16 @@ class CharAutomaton:
     """
 
     def __init__(self, digits: int, max_num_objs: int = 1, separator: str = ",",
-                 specials: Sequence[str] = DEFAULT_SPECIALS) -> None:
+                 specials: Sequence[str] = DEFAULT_SPECIALS, costs: Sequence[int] = ()) -> None:
+        """Objectives in `costs` are finite numbers >= 0: their start state has no "-" and no special-value
+        edge, and their exponent has two digits (a third would let 1e+999 through, which parses as inf)."""
         if len(separator) != 1:
             raise ValueError(f"separator must be one character, got {separator!r}")
+        for objective in costs:
+            if not 0 <= objective < max_num_objs:
+                raise ValueError(f"costs names objective {objective}, but the grammar decodes {max_num_objs}")
         self.digits, self.max_num_objs, self.separator = digits, max_num_objs, separator
+        self.specials, self.costs = tuple(specials), tuple(sorted(set(costs)))
         local: dict[tuple[str, str], str] = {}  # (state name, char) -> state name, one objective
         numbers = "0123456789"
 
@@ -141,6 +149,9 @@ class CharAutomaton:
         for obj in range(max_num_objs):
             base = obj * self.per_object
             for (source, char), target in local.items():
+                if obj in self.costs and (source == "start" and (char == "-" or target.startswith("special:"))
+                                          or target == "exp3"):
+                    continue  # a cost: no sign, no nan/inf, and |exponent| <= 99 (e+309 and up parse as inf)
                 self._table[base + self.local_index[source], char] = base + self.local_index[target]
             for name in accepting:
                 state = base + self.local_index[name]
@@ -184,6 +195,7 @@ class TextNumberGrammar:
         self.max_num_objs = max_num_objs
         self.automaton = CharAutomaton(mantissa_digits(spec["format"]), max_num_objs, spec.get("separator", ","),
                                        spec.get("specials", DEFAULT_SPECIALS))
+        self._with_costs: dict[tuple[int, ...], TextNumberGrammar] = {(): self}
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         self.eos_id, self.pad_id = int(spec["eos_token_id"]), int(spec["pad_token_id"])
         self.start_id = int(spec["decoder_start_token_id"])
@@ -206,12 +218,30 @@ class TextNumberGrammar:
                 self.surface_first[token_id] = first
             if following:
                 self.surface_next[token_id] = following
-        # next_state over the candidate tokens only (a few hundred columns, not the whole vocabulary):
-        # DEAD where the token cannot follow. The start state reads first-token surfaces.
-        automaton = self.automaton
         self.candidates = np.array(sorted(set(self.surface_first) | set(self.surface_next)), dtype=np.int64)
         self.candidate_of = np.full(self.vocab_size, DEAD, dtype=np.int64)
         self.candidate_of[self.candidates] = np.arange(len(self.candidates))
+        self._build_tables()
+
+    def for_costs(self, costs: Sequence[int]) -> TextNumberGrammar:
+        """This grammar with the objectives in `costs` spelled as numbers >= 0 (no "-", no nan/inf): the
+        text-number form of decoding.CostGrammar. Built once per costs tuple (the tables are per state)."""
+        key = tuple(sorted(set(costs)))
+        if key not in self._with_costs:
+            automaton = self.automaton
+            variant = copy.copy(self)
+            variant.automaton = CharAutomaton(automaton.digits, automaton.max_num_objs, automaton.separator,
+                                              automaton.specials, costs=key)
+            variant._build_tables()
+            self._with_costs[key] = variant
+        return self._with_costs[key]
+
+    def _build_tables(self) -> None:
+        """next_state, steps_to_end and cost for self.automaton over the candidate tokens."""
+        spec = self.spec
+        # next_state over the candidate tokens only (a few hundred columns, not the whole vocabulary):
+        # DEAD where the token cannot follow. The start state reads first-token surfaces.
+        automaton = self.automaton
         self.next_state = np.full((automaton.n_states, len(self.candidates)), DEAD, dtype=np.int64)
         for column, token_id in enumerate(self.candidates.tolist()):
             for state in range(automaton.n_states):
@@ -342,13 +372,9 @@ class TextNumberPredictor(Predictor):
 
     def _decode(self, cross: tuple[np.ndarray, np.ndarray], mask: np.ndarray, samples: int, *, seed: int,
                 temperature: float, greedy: bool, costs: Sequence[int] = ()) -> np.ndarray:
-        """Token ids [1, samples, max_decode_len] for one input (pad after EOS).
-
-        `costs` is not applied here yet: the character automaton lets every objective be negative or
-        nan/inf, so a text-number bundle can still answer NaN where the number-token runtime cannot (the
-        summary counts such samples in special_fraction). Doing it means an automaton per `costs` tuple
-        without the "-" and special edges from those objectives' start states."""
-        grammar: TextNumberGrammar = self.codec
+        """Token ids [1, samples, max_decode_len] for one input (pad after EOS); objectives in `costs` are
+        spelled as numbers >= 0 (TextNumberGrammar.for_costs)."""
+        grammar: TextNumberGrammar = self.codec.for_costs(costs)
         step = _DecoderStep(self, cross, mask, samples, share_prefixes=self.share_prefixes)
         rng = np.random.default_rng(seed)
         tokens = np.full((samples, grammar.max_decode_len), grammar.pad_id, dtype=np.int64)

@@ -56,6 +56,7 @@ class FakePredictor:
         self.bundle_sha256 = hashlib.sha256(json.dumps(self.bundle.manifest, sort_keys=True).encode()).hexdigest()
         self.delay_s = delay_s
         self.calls: list[list[str]] = []
+        self.regions: list[list[str] | None] = []  # what each call said the texts' regions were
 
     @classmethod
     def from_bundle_path(cls, path, *, device="cpu", threads=None) -> "FakePredictor":
@@ -63,8 +64,9 @@ class FakePredictor:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
         return cls(manifest, delay_s=float(os.environ.get("PERFHINT_FAKE_DELAY_S", "0")))
 
-    def predict_texts(self, texts, *, samples=32, seed=0, greedy=False):
+    def predict_texts(self, texts, *, samples=32, seed=0, greedy=False, regions=None):
         self.calls.append(list(texts))
+        self.regions.append(None if regions is None else list(regions))
         if self.delay_s:
             time.sleep(self.delay_s * len(texts))
         if any(FAIL_MARKER in text for text in texts):

@@ -132,25 +132,33 @@ def labelled_rows(records: Sequence[Mapping[str, Any]], objectives: Sequence[Any
 
 def checkpoint_predictions(checkpoint: Any, rows: Sequence[Row], *, samples: int, seed: int = 0,
                            batch_rows: int = 8) -> list[Prediction]:
-    """Sample a loaded checkpoint (perfhint_export LoadedCheckpoint) `samples` times per row."""
+    """Sample a loaded checkpoint (perfhint_export LoadedCheckpoint) `samples` times per row.
+
+    Each row's objective is decoded as a cost (a number >= 0, decoding.CostGrammar), as the runtime
+    decodes the objective a region asks for; batches therefore hold rows of one objective."""
     import torch
 
-    from perfhint.decoding import aggregate
+    from perfhint.decoding import CostGrammar, aggregate
     from perfhint_train.train import model_text
 
     model, codec, vocab = checkpoint.model.eval(), checkpoint.codec, checkpoint.encoder_vocab
     max_input_len = checkpoint.config.max_input_len
     ids = [vocab.input_ids(model_text(row.record, checkpoint.input_template), max_input_len) for row in rows]
-    order = sorted(range(len(rows)), key=lambda index: len(ids[index]))
+    order = sorted(range(len(rows)), key=lambda index: (rows[index].objective, len(ids[index])))
+    grammars = {objective: CostGrammar(codec, (objective,)) for objective in {row.objective for row in rows}}
     predictions: list[Prediction | None] = [None] * len(rows)
     generator = torch.Generator().manual_seed(seed)
-    for start in range(0, len(order), batch_rows):
-        chunk = order[start : start + batch_rows]
+    batches = [order[start : start + batch_rows] for start in range(0, len(order), batch_rows)]
+    # split where the objective changes, so every batch decodes under one grammar
+    batches = [[index for index in batch if rows[index].objective == objective]
+               for batch in batches for objective in sorted({rows[index].objective for index in batch})]
+    for chunk in batches:
         length = max(1, max(len(ids[index]) for index in chunk))
         batch = torch.full((len(chunk), length), vocab.pad_id, dtype=torch.long)
         for position, index in enumerate(chunk):
             batch[position, : len(ids[index])] = torch.tensor(ids[index], dtype=torch.long)
-        tokens = model.sample(batch, codec, samples, generator=generator).tolist()
+        grammar = grammars[rows[chunk[0]].objective]
+        tokens = model.sample(batch, grammar, samples, generator=generator).tolist()
         for position, index in enumerate(chunk):
             summary = aggregate([codec.decode(sample) for sample in tokens[position]])[rows[index].objective]
             predictions[index] = _prediction(summary)
