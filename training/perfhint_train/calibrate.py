@@ -36,9 +36,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from perfhint import calibration
     from perfhint.bundle import MANIFEST_FILE, BundleError, load_bundle
-    from perfhint.input_template import region_of_text
     from perfhint.runtime import Predictor
-    from perfhint_train.train import model_text, objectives_from_metrics, read_jsonl
+    from perfhint_train.train import model_text, objectives_from_metrics, read_jsonl, record_region
 
     if args.split == "test":
         print("perfhint train calibrate: refusing the test split: fit on val and report on test", file=sys.stderr)
@@ -61,24 +60,24 @@ def run(args: argparse.Namespace) -> int:
     uncalibrated = dataclasses.replace(bundle, manifest=dataclasses.replace(manifest, calibration=None))
     predictor = Predictor(uncalibrated)
     texts = [model_text(row.record, manifest.input_template) for row in rows]
-    results = predictor.predict_texts(texts, samples=args.samples, seed=args.seed)
-    regions = [region_of_text(text) for text in texts]  # None for raw templates: pooled margins only
-    margins, before, after = [], [], []
+    regions = [record_region(row.record) for row in rows]  # also for raw templates, whose text does not say it
+    results = predictor.predict_texts(texts, samples=args.samples, seed=args.seed, regions=regions)
+    margins, before, chosen = [], [], {}
     by_region: dict[str, dict[int, float]] = {}
     for index, objective in enumerate(objectives):
         picked = [(row.value, result.objectives[index], region) for row, result, region in zip(rows, results, regions)
                   if row.objective == index and result.objectives[index].median is not None]
         if not picked:
-            margins.append(0.0), before.append(None), after.append(None)
+            margins.append(0.0), before.append(None)
             print(f"{objective.name}: no rows in {split_path.name}; band left as sampled (margin 0)")
             continue
         try:
-            for region in sorted({region for _, _, region in picked if region is not None}):
+            for region in sorted({region for _, _, region in picked}):
                 mine = [item for item in picked if item[2] == region]
                 if len(mine) >= calibration.MIN_REGION_ROWS:
                     by_region.setdefault(region, {})[index] = _fit(mine, f"{objective.name} on {region}")
             # The objective's own margin serves every other region: fit it on the rows that will use it.
-            rest = [item for item in picked if index not in by_region.get(item[2] or "", {})]
+            rest = [item for item in picked if index not in by_region.get(item[2], {})]
             margin = _fit(rest or picked, f"{objective.name} elsewhere" if rest and len(rest) < len(picked)
                           else objective.name)
         except ValueError as error:
@@ -86,13 +85,18 @@ def run(args: argparse.Namespace) -> int:
             return 2
         margins.append(margin)
         before.append(calibration.coverage(*_columns(picked)))
-        per_row = [by_region.get(region or "", {}).get(index, margin) for _, _, region in picked]
-        after.append(calibration.coverage(*_columns(picked), margin=per_row))
-        print(f"{objective.name}: {len(picked)} rows, p10–p90 coverage {before[-1]:.3f} -> {after[-1]:.3f} "
-              f"({len([r for r in by_region.values() if index in r])} region(s) with margins of their own)")
+        chosen[index] = picked
     fitted = calibration.BandCalibration(
         band_margin_log10=tuple(margins), fitted_on=f"{split_path.name}: {len(rows)} rows, {args.samples} samples, seed {args.seed}",
-        coverage_before=tuple(before), coverage_after=tuple(after), by_region=by_region)
+        coverage_before=tuple(before), coverage_after=(), by_region=by_region)
+    after: list[float | None] = [None] * len(objectives)
+    for index, picked in chosen.items():  # each row widened as the runtime will widen it: BandCalibration.margin
+        after[index] = calibration.coverage(*_columns(picked), margin=[fitted.margin(index, region)
+                                                                        for _, _, region in picked])
+        print(f"{objectives[index].name}: {len(picked)} rows, p10–p90 coverage {before[index]:.3f} -> "
+              f"{after[index]:.3f} ({len([r for r in by_region.values() if index in r])} region(s) with margins "
+              f"of their own)")
+    fitted = dataclasses.replace(fitted, coverage_after=tuple(after))
     text = dataclasses.replace(manifest, calibration=fitted).to_json()
     target = args.bundle / MANIFEST_FILE
     partial = target.with_name(f".{MANIFEST_FILE}.partial")

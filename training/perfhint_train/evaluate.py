@@ -168,12 +168,13 @@ def checkpoint_predictions(checkpoint: Any, rows: Sequence[Row], *, samples: int
 def bundle_predictions(bundle_path: Path, rows: Sequence[Row], *, samples: int, seed: int = 0) -> list[Prediction]:
     """The same through onnxruntime: what the editor would show for each row."""
     from perfhint.runtime import Predictor
-    from perfhint_train.train import model_text
+    from perfhint_train.train import model_text, record_region
 
     predictor = Predictor.from_bundle_path(bundle_path)
     template = predictor.bundle.manifest.input_template
     texts = [model_text(row.record, template) for row in rows]
-    results = predictor.predict_texts(texts, samples=samples, seed=seed)
+    results = predictor.predict_texts(texts, samples=samples, seed=seed,
+                                      regions=[record_region(row.record) for row in rows])
     return [_prediction(result.objectives[row.objective]) for row, result in zip(rows, results)]
 
 

@@ -299,6 +299,11 @@ def model_text(record: Mapping[str, Any], template: Mapping[str, Any]) -> str:
                               code=record["code"], context=ContextTexts(dict(record.get("context") or {})))
 
 
+def record_region(record: Mapping[str, Any]) -> str:
+    """`language/region_kind` of a record: the region the runtime is told beside the text (predict_texts)."""
+    return f"{record['language']}/{record['region_kind']}"
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
