@@ -467,6 +467,36 @@ def test_checkpoint_predictions_decode_each_rows_objective_as_a_cost(trained: tr
     assert any(summary.special_fraction > 0 or (summary.p10 is not None and summary.p10 < 0) for summary in summaries)
 
 
+def test_select_scores_every_checkpoint_on_val_and_refuses_test(trained: train.FitResult, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from perfhint_train import cli, selection
+
+    records = synthetic_records()
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for step in (10, 2):  # a run directory gives its step-N files in step order, not name order
+        (run_dir / f"step-{step}.safetensors").write_bytes(trained.checkpoint.read_bytes())
+    out = tmp_path / "select.json"
+    assert cli.main(["select", str(run_dir), str(trained.best_checkpoint), "--data-dir", str(tmp_path),
+                     "--samples", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [Path(result["checkpoint"]).name for result in report["results"]] == \
+        ["step-2.safetensors", "step-10.safetensors", trained.best_checkpoint.name]
+    for result in report["results"]:
+        assert result["rows"] == len(evaluate.labelled_rows(records, tuple(train.OBJECTIVES.values())))
+        assert result["score"] == pytest.approx(sum(cell for cells in result["cells"].values() for cell in cells
+                                                    if cell is not None))
+    assert report["results"][0]["score"] == report["results"][1]["score"]  # the same weights, the same seed
+    assert report["best"] == max(report["results"], key=lambda result: result["score"])["checkpoint"]
+    assert f"best: {report['best']}" in capsys.readouterr().out
+    assert cli.main(["select", str(run_dir), "--data-dir", str(tmp_path), "--split", "test"]) == 2
+    assert "refusing the test split" in capsys.readouterr().err
+    assert cli.main(["select", str(tmp_path), "--data-dir", str(tmp_path)]) == 2
+    assert "keep_checkpoints=True" in capsys.readouterr().err
+    assert selection.checkpoint_paths([trained.checkpoint]) == [trained.checkpoint]
+
+
 # ----------------------------------------------------------------------------------------------- fine-tuning
 
 MEASURED_FILES = ("fn_squares.py", "fn_word_counts.py", "fn_sort_in_place.py", "py_script_hello.py", "c_small.c",

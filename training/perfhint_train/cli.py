@@ -83,6 +83,8 @@ STEPS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[
             _step("train", "configure_parser"), _step("train", "run_fit")),
     "evaluate": ("rank correlation, log error and coverage of a checkpoint or bundle, against baselines",
                  _step("evaluate", "configure_parser"), _step("evaluate", "run")),
+    "select": ("choose the checkpoint to ship by validation Spearman (pooled + within groups, per task)",
+               _step("selection", "configure_parser"), _step("selection", "run")),
     "calibrate": ("fit a bundle's p10-p90 band width on the validation split (writes its manifest)",
                   _step("calibrate", "configure_parser"), _step("calibrate", "run")),
     "finetune": ("fine-tune a checkpoint on your own `perfhint measure --json` records",
