@@ -175,6 +175,7 @@ def test_config_files_load() -> None:
     ("learning_rate = 1e-3\n", "unknown config keys"),
     ("import os\n", "only `name = literal`"),
     ("objectives = ['peak_memory', 'energy']\n", "not one of"),
+    ("unlabelled_objectives = 'zero'\n", "unlabelled_objectives 'zero'"),
 ])
 def test_bad_config_is_refused(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.py"
@@ -183,26 +184,30 @@ def test_bad_config_is_refused(tmp_path: Path, text: str, message: str) -> None:
         train.load_config(path)
 
 
-def check_example(vocab: EncoderVocab, record: dict, objective: int, value: float) -> None:
-    run = train.build_run(tiny_config(), train_records=[record], val_records=[], vocab=vocab)
+def check_example(vocab: EncoderVocab, record: dict, objective: int, value: float, unlabelled: str = "nan") -> None:
+    run = train.build_run(tiny_config(unlabelled_objectives=unlabelled), train_records=[record], val_records=[],
+                          vocab=vocab)
     [example] = run.train_examples
     assert (example.objective, example.value) == (objective, pytest.approx(value))
     decoded = run.codec.decode(example.targets)
     assert decoded[objective] == pytest.approx(value, rel=1e-3) and math.isnan(decoded[1 - objective])
     per_obj = run.codec.num_tokens_per_obj
     counted = [position for position, token in enumerate(example.loss_targets) if token != 0]
-    other_first = (1 - objective) * per_obj
-    assert counted == sorted([*range(objective * per_obj, (objective + 1) * per_obj), other_first])
+    own = list(range(objective * per_obj, (objective + 1) * per_obj))
+    other_first = (1 - objective) * per_obj  # the unlabelled objective's NAN, counted only in "nan" mode
+    assert counted == (sorted([*own, other_first]) if unlabelled == "nan" else own)
     assert example.ids[: 5] == vocab.encode(train.model_text(record, run.config.input_template))[: 5]
 
 
-def test_memory_record_fills_objective_0(vocab: EncoderVocab) -> None:
-    check_example(vocab, synthetic_records()[3], 0, 8 * 300 + 56)
+@pytest.mark.parametrize("unlabelled", train.UNLABELLED_MODES)
+def test_memory_record_fills_objective_0(vocab: EncoderVocab, unlabelled: str) -> None:
+    check_example(vocab, synthetic_records()[3], 0, 8 * 300 + 56, unlabelled)
 
 
-def test_kernel_record_fills_objective_1_in_ms(vocab: EncoderVocab) -> None:
+@pytest.mark.parametrize("unlabelled", train.UNLABELLED_MODES)
+def test_kernel_record_fills_objective_1_in_ms(vocab: EncoderVocab, unlabelled: str) -> None:
     record = {**synthetic_records()[-1], "value": 250.0, "unit": "us"}
-    check_example(vocab, record, 1, 0.25)
+    check_example(vocab, record, 1, 0.25, unlabelled)
 
 
 def test_records_without_an_objective_are_dropped(vocab: EncoderVocab) -> None:

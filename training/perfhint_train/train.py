@@ -172,6 +172,9 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     label_smoothing: float = 0.0  # training loss only (see rlm_loss); 0 = regress-lm's loss
+    # What the loss asks of the objectives a record does not label (make_examples): "nan" = their first
+    # token is NAN (the model learns which task a text is); "ignore" = no loss on them at all.
+    unlabelled_objectives: str = "nan"
     batch_size: int = 32  # examples per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 20_000
@@ -246,6 +249,8 @@ def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = N
     problems = []
     if config.optimizer not in ("adamw", "muon_adamw"):
         problems.append(f"optimizer {config.optimizer!r}: use 'adamw' or 'muon_adamw'")
+    if config.unlabelled_objectives not in UNLABELLED_MODES:
+        problems.append(f"unlabelled_objectives {config.unlabelled_objectives!r}: use one of {list(UNLABELLED_MODES)}")
     if config.decay not in ("cosine", "rsqrt", "constant"):
         problems.append(f"decay {config.decay!r}: use 'cosine', 'rsqrt' or 'constant'")
     problems += [f"objective {name!r} is not one of {sorted(OBJECTIVES)}" for name in config.objectives
@@ -320,10 +325,20 @@ def record_objective(record: Mapping[str, Any], objectives: Sequence[Objective])
     return None
 
 
+UNLABELLED_MODES = ("nan", "ignore")
+
+
 def make_examples(records: Sequence[Mapping[str, Any]], *, vocab: EncoderVocab, codec: DecoderCodec,
-                  objectives: Sequence[Objective], template: Mapping[str, Any], max_input_len: int
-                  ) -> tuple[list[Example], Counter[str]]:
-    """Records -> training examples; the Counter says why records were dropped."""
+                  objectives: Sequence[Objective], template: Mapping[str, Any], max_input_len: int,
+                  unlabelled: str = "nan") -> tuple[list[Example], Counter[str]]:
+    """Records -> training examples; the Counter says why records were dropped.
+
+    A record labels one objective; the others are filled with NAN. With `unlabelled="nan"` the loss
+    counts their first token (so the model learns to say which task a text is, and says NAN where the
+    runtime then forces a number: decoding.CostGrammar); with "ignore" it counts only the labelled
+    objective's tokens, and the model is never taught NAN."""
+    if unlabelled not in UNLABELLED_MODES:
+        raise ValueError(f"unlabelled must be one of {list(UNLABELLED_MODES)}, got {unlabelled!r}")
     examples, dropped = [], Counter()
     per_obj = codec.num_tokens_per_obj
     for record in records:
@@ -338,7 +353,8 @@ def make_examples(records: Sequence[Mapping[str, Any]], *, vocab: EncoderVocab, 
         values = [NAN] * len(objectives)
         values[objective] = value
         targets = codec.encode(values)
-        loss_targets = [token if (position // per_obj == objective or position % per_obj == 0) else PAD_ID
+        loss_targets = [token if (position // per_obj == objective
+                                  or (unlabelled == "nan" and position % per_obj == 0)) else PAD_ID
                         for position, token in enumerate(targets)]
         ids = vocab.encode(model_text(record, template))
         kept = {key: record.get(key) for key in ("id", "group", "language", "region_kind", "metric", "unit", "code",
@@ -561,7 +577,7 @@ def build_run(config: TrainConfig, *, train_records: Sequence[Mapping[str, Any]]
     if val_records is None:
         val_records = load_records(config.resolve(config.val_data), config.sources)
     common = dict(vocab=vocab, codec=codec, objectives=objectives, template=config.input_template,
-                  max_input_len=config.max_input_len)
+                  max_input_len=config.max_input_len, unlabelled=config.unlabelled_objectives)
     if config.oversample:  # task balance: a small task's records seen k times per epoch
         train_records = [record for record in train_records
                          for _ in range(max(1, int(config.oversample.get(str(record.get("region_kind")), 1))))]
