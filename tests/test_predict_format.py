@@ -11,7 +11,7 @@ import pytest
 
 from perfhint.context import Context, parse_directive
 from perfhint.input_size import size_text
-from perfhint.input_template import TemplateError, render_model_input
+from perfhint.input_template import TemplateError, render_model_input, size_of_text
 from perfhint.predict import format_band, format_delta, format_percent, format_quantity
 from perfhint.engine import Engine
 from perfhint.regions import find_regions
@@ -99,6 +99,16 @@ def test_perfhint_v2_states_the_input_size_inside_the_tag() -> None:
     # A value the safe evaluator refuses to build is an unknown size, not zero.
     check_input({"kind": "perfhint-v2"}, Context(texts={"args": "([0] * 10**12,)"}),
                 "<perfhint-v2 task=cost language=python kind=function size=?> args=([0] * 10**12,)\nx", code="x")
+
+
+@pytest.mark.parametrize("text, size", [
+    ("<perfhint-v2 task=latency language=python kind=triton_kernel size=1.7e7> gpu=H100\nx", "1.7e7"),
+    ("<perfhint-v2 task=cost language=python kind=function size=?> args=([0] * 10**12,)\nx", "?"),
+    ("<perfhint-v1 task=cost language=python kind=function> args=(3,)\nx", None),
+    ("def f(size=3):\n    return '<perfhint-v2 task=cost language=c kind=program size=9>'\n", None),
+])
+def test_the_hover_size_is_read_back_from_the_text_the_model_read(text: str, size: str | None) -> None:
+    assert size_of_text(text) == size
 
 
 def test_perfhint_v2_reads_a_program_size_from_its_code() -> None:

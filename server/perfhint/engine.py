@@ -396,9 +396,9 @@ class Engine:
 
     def _outcome(self, request: Request, result: TextResult, settings: Settings, predictor: Any,
                  cached: bool) -> Outcome:
-        prediction = to_prediction(request.region, request.context, result, bundle=predictor.bundle,
-                                   bundle_sha256=predictor.bundle_sha256, settings=settings,
-                                   cache_key=request.key)
+        prediction = to_prediction(request.region, request.context, result, model_text=request.text,
+                                   bundle=predictor.bundle, bundle_sha256=predictor.bundle_sha256,
+                                   settings=settings, cache_key=request.key)
         return Outcome(request, prediction, cached=cached)
 
     # Running -----------------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ DEFAULT_TASK = "cost"
 
 _WHITESPACE = re.compile(r"\s+")
 _TAG = re.compile(rf"<(?:{PERFHINT_V1}|{PERFHINT_V2}) task=\S* language=(\S+) kind=([^\s>]+)[ >]")
+_SIZE = re.compile(rf"<{PERFHINT_V2} task=\S* language=\S+ kind=[^\s>]+ size=([^\s>]+)>")
 
 
 class TemplateError(ValueError):
@@ -117,3 +118,9 @@ def region_of_text(text: str) -> str | None:
     text (regress-lm bundles) carries no header, and code that merely starts with `<` does not match."""
     match = _TAG.match(text)
     return f"{match.group(1)}/{match.group(2)}" if match else None
+
+
+def size_of_text(text: str) -> str | None:
+    """The `size=` a perfhint-v2 model text told the model (size_text notation); None for other texts."""
+    match = _SIZE.match(text)
+    return match.group(1) if match else None

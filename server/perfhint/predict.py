@@ -28,8 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from perfhint.input_size import region_input_size, size_text
-from perfhint.input_template import PERFHINT_V2, render_model_input
+from perfhint.input_template import render_model_input, size_of_text
 from perfhint.settings import BYTES, SECONDS, UNITS, Settings
 
 MINUS = "\u2212"  # the typographic minus: "−12 %" never reads as a hyphen
@@ -276,8 +275,9 @@ def model_input(region: Any, bundle: Any, settings: Settings) -> tuple[str, Any]
     return text, context
 
 
-def to_prediction(region: Any, context: Any, text_prediction: Any, *, bundle: Any, bundle_sha256: str,
-                  settings: Settings, cache_key: str = "") -> Prediction:
+def to_prediction(region: Any, context: Any, text_prediction: Any, *, model_text: str, bundle: Any,
+                  bundle_sha256: str, settings: Settings, cache_key: str = "") -> Prediction:
+    """The Prediction shown for `region`; `model_text` is what the model read (its header states the size)."""
     all_metrics = bundle_metrics(bundle)
     chosen = metrics_for(region.kind, all_metrics, settings.metrics)
     objectives = list(text_prediction.objectives)
@@ -299,15 +299,7 @@ def to_prediction(region: Any, context: Any, text_prediction: Any, *, bundle: An
         cache_key=cache_key, target_gpu=_target_gpu(region.kind, context),
         args_source=getattr(context, "args_source", None),
         defaulted=tuple(sorted(set(texts) - set(getattr(region.context, "texts", None) or {}))),
-        has_error=bool(getattr(region, "has_error", False)), input_size=stated_input_size(region, texts, bundle))
-
-
-def stated_input_size(region: Any, texts: Mapping[str, str], bundle: Any) -> str | None:
-    """The size text a perfhint-v2 header gave the model for this region (None for other templates)."""
-    template = bundle_manifest(bundle).get("input_template") or {}
-    if template.get("kind") != PERFHINT_V2:
-        return None
-    return size_text(region_input_size(context=texts, code=region.code, region_kind=region.kind))
+        has_error=bool(getattr(region, "has_error", False)), input_size=size_of_text(model_text))
 
 
 def predict(region: Any, settings: Settings, predictor: Any) -> Prediction:
@@ -315,7 +307,7 @@ def predict(region: Any, settings: Settings, predictor: Any) -> Prediction:
     text, context = model_input(region, predictor.bundle, settings)
     [text_prediction] = predictor.predict_texts([text], samples=settings.samples, seed=settings.seed,
                                                 regions=[region_id(region)])
-    return to_prediction(region, context, text_prediction, bundle=predictor.bundle,
+    return to_prediction(region, context, text_prediction, model_text=text, bundle=predictor.bundle,
                          bundle_sha256=predictor.bundle_sha256, settings=settings)
 
 
