@@ -454,8 +454,8 @@ def test_evaluate_cli(trained: train.FitResult, tmp_path: Path) -> None:
 
 
 def test_checkpoint_predictions_decode_each_rows_objective_as_a_cost(trained: train.FitResult) -> None:
-    """The PyTorch scoring path applies the editor's rule (decoding.CostGrammar): the row's objective is a
-    number >= 0, in batches that mix objectives too. The tiny model, left free, often says NaN or less than 0."""
+    """The PyTorch scoring path applies the editor's rule (decoding.CostGrammar): each row's objective is a
+    number >= 0, for rows of both objectives. The tiny model, left free, often says NaN or less than 0."""
     from perfhint.decoding import aggregate
 
     checkpoint = load_checkpoint(trained.checkpoint)

@@ -111,13 +111,19 @@ def _one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
+def region_name(language: str, region_kind: str) -> str:
+    """`language/region_kind`: how a region is named to the runtime (which objectives are costs) and in a
+    bundle's calibration (`by_region`)."""
+    return f"{language}/{region_kind}"
+
+
 def region_of_text(text: str) -> str | None:
     """`language/region_kind` of a perfhint-v1/v2 model text (what calibration is keyed by); None for raw text.
 
     The inverse of header_line for the two fields that say what kind of cost the text asks for. A raw
     text (regress-lm bundles) carries no header, and code that merely starts with `<` does not match."""
     match = _TAG.match(text)
-    return f"{match.group(1)}/{match.group(2)}" if match else None
+    return region_name(match.group(1), match.group(2)) if match else None
 
 
 def size_of_text(text: str) -> str | None:

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from perfhint.input_template import render_model_input, size_of_text
+from perfhint.input_template import region_name, render_model_input, size_of_text
 from perfhint.settings import BYTES, SECONDS, UNITS, Settings
 
 MINUS = "\u2212"  # the typographic minus: "−12 %" never reads as a hyphen
@@ -263,7 +263,7 @@ def region_id(region: Any) -> str:
 
     Passed beside the model text because a raw-template text (a regress-lm checkpoint's) is the code
     alone and does not say what region it is."""
-    return f"{region.language}/{region.kind}"
+    return region_name(region.language, region.kind)
 
 
 def model_input(region: Any, bundle: Any, settings: Settings) -> tuple[str, Any]:

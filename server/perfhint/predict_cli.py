@@ -182,7 +182,11 @@ def parse_record(line_number: int, raw: bytes, bundle: Any = None, settings: Any
     record_id = data.get("id")
     try:
         text = record_to_text(data, bundle, settings)  # validates language and region_kind of code records
-        region = f"{data['language']}/{data['region_kind']}" if "code" in data else None
+        region = None  # a text record's header says its region
+        if "code" in data:
+            from perfhint.input_template import region_name
+
+            region = region_name(data["language"], data["region_kind"])
         return Record(line_number, record_id, text, region=region)
     except RecordError as error:
         return Record(line_number, record_id, None, f"line {line_number}: {error}")

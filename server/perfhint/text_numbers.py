@@ -34,7 +34,6 @@ them to `TextNumberPredictor` below, which reuses its sessions, batching and sum
 from __future__ import annotations
 
 import copy
-
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass

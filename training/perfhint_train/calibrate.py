@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import sys
 from pathlib import Path
 
-from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SPLIT_FILES
-from perfhint_train.evaluate import labelled_rows
+from perfhint_train.datasets.records import DEFAULT_DATA_DIR, split_path
+from perfhint_train.evaluate import fixed_spread, labelled_rows
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     if args.split == "test":
         print("perfhint train calibrate: refusing the test split: fit on val and report on test", file=sys.stderr)
         return 2
-    split_path = args.data_dir / SPLIT_FILES[args.split] if args.split in SPLIT_FILES else Path(args.split)
-    if not split_path.is_file():
-        print(f"perfhint train calibrate: records {split_path} not found; run `perfhint train build-data` "
-              f"or pass --split PATH.jsonl", file=sys.stderr)
+    try:
+        records_path = split_path(args.data_dir, args.split)
+    except FileNotFoundError as error:
+        print(f"perfhint train calibrate: {error}", file=sys.stderr)
         return 2
     try:
         bundle = load_bundle(args.bundle)
@@ -54,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     manifest = bundle.manifest
     objectives = objectives_from_metrics(manifest.metrics)
-    rows = labelled_rows(read_jsonl(split_path), objectives)
+    rows = labelled_rows(read_jsonl(records_path), objectives)
     if args.limit is not None:
-        rows = sorted(rows, key=lambda row: hashlib.sha256(str(row.record.get("id")).encode()).hexdigest())[: args.limit]
+        rows = fixed_spread(rows, args.limit)
     uncalibrated = dataclasses.replace(bundle, manifest=dataclasses.replace(manifest, calibration=None))
     predictor = Predictor(uncalibrated)
     texts = [model_text(row.record, manifest.input_template) for row in rows]
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                   if row.objective == index and result.objectives[index].median is not None]
         if not picked:
             margins.append(0.0), before.append(None)
-            print(f"{objective.name}: no rows in {split_path.name}; band left as sampled (margin 0)")
+            print(f"{objective.name}: no rows in {records_path.name}; band left as sampled (margin 0)")
             continue
         try:
             for region in sorted({region for _, _, region in picked}):
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         before.append(calibration.coverage(*_columns(picked)))
         chosen[index] = picked
     fitted = calibration.BandCalibration(
-        band_margin_log10=tuple(margins), fitted_on=f"{split_path.name}: {len(rows)} rows, {args.samples} samples, seed {args.seed}",
+        band_margin_log10=tuple(margins), fitted_on=f"{records_path.name}: {len(rows)} rows, {args.samples} samples, seed {args.seed}",
         coverage_before=tuple(before), coverage_after=(), by_region=by_region)
     after: list[float | None] = [None] * len(objectives)
     for index, picked in chosen.items():  # each row widened as the runtime will widen it: BandCalibration.margin

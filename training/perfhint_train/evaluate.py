@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SPLIT_FILES
+from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SPLIT_FILES, split_path
 
 LOG_FLOORS = {"B": 1.0, "ms": 1e-4}  # per objective unit: values below are measurement noise
 DEFAULT_FLOOR = 1e-9
@@ -100,6 +100,12 @@ def score(truth: Sequence[float], median: Sequence[float], p10: Sequence[float] 
 # ----------------------------------------------------------------------------------------------- rows
 
 
+def fixed_spread(rows: Sequence[Row], limit: int) -> list[Row]:
+    """`limit` rows chosen by the hash of their record ids: a fixed spread over tasks, not the head of a
+    file sorted by source (what `--limit` means in evaluate, calibrate and select)."""
+    return sorted(rows, key=lambda row: hashlib.sha256(str(row.record.get("id")).encode()).hexdigest())[:limit]
+
+
 @dataclass
 class Row:
     record: dict[str, Any]
@@ -144,20 +150,19 @@ def checkpoint_predictions(checkpoint: Any, rows: Sequence[Row], *, samples: int
     model, codec, vocab = checkpoint.model.eval(), checkpoint.codec, checkpoint.encoder_vocab
     max_input_len = checkpoint.config.max_input_len
     ids = [vocab.input_ids(model_text(row.record, checkpoint.input_template), max_input_len) for row in rows]
-    order = sorted(range(len(rows)), key=lambda index: (rows[index].objective, len(ids[index])))
-    grammars = {objective: CostGrammar(codec, (objective,)) for objective in {row.objective for row in rows}}
     predictions: list[Prediction | None] = [None] * len(rows)
     generator = torch.Generator().manual_seed(seed)
-    batches = [order[start : start + batch_rows] for start in range(0, len(order), batch_rows)]
-    # split where the objective changes, so every batch decodes under one grammar
-    batches = [[index for index in batch if rows[index].objective == objective]
-               for batch in batches for objective in sorted({rows[index].objective for index in batch})]
-    for chunk in batches:
+    batches = []  # (grammar, row indices): rows of one objective, similar lengths together
+    for objective in sorted({row.objective for row in rows}):
+        mine = sorted((index for index, row in enumerate(rows) if row.objective == objective),
+                      key=lambda index: len(ids[index]))
+        grammar = CostGrammar(codec, (objective,))
+        batches += [(grammar, mine[start : start + batch_rows]) for start in range(0, len(mine), batch_rows)]
+    for grammar, chunk in batches:
         length = max(1, max(len(ids[index]) for index in chunk))
         batch = torch.full((len(chunk), length), vocab.pad_id, dtype=torch.long)
         for position, index in enumerate(chunk):
             batch[position, : len(ids[index])] = torch.tensor(ids[index], dtype=torch.long)
-        grammar = grammars[rows[chunk[0]].objective]
         tokens = model.sample(batch, grammar, samples, generator=generator).tolist()
         for position, index in enumerate(chunk):
             summary = aggregate([codec.decode(sample) for sample in tokens[position]])[rows[index].objective]
@@ -268,12 +273,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from perfhint_train.train import OBJECTIVES, objectives_from_metrics, read_jsonl
 
-    split_path = args.data_dir / SPLIT_FILES[args.split] if args.split in SPLIT_FILES else Path(args.split)
-    train_path = args.data_dir / SPLIT_FILES["train"]
-    if not split_path.is_file():
-        print(f"perfhint train evaluate: records {split_path} not found; run `perfhint train build-data` "
-              f"or pass --split PATH.jsonl", file=sys.stderr)
+    try:
+        records_path = split_path(args.data_dir, args.split)
+    except FileNotFoundError as error:
+        print(f"perfhint train evaluate: {error}", file=sys.stderr)
         return 2
+    train_path = args.data_dir / SPLIT_FILES["train"]
     checkpoint = None
     if args.checkpoint is not None:
         import torch
@@ -295,9 +300,9 @@ def run(args: argparse.Namespace) -> int:
         objectives = objectives_from_metrics(load_bundle(args.bundle).manifest.metrics)
     else:
         objectives = tuple(OBJECTIVES.values())
-    rows = labelled_rows(read_jsonl(split_path), objectives)
-    if args.limit is not None:  # a fixed spread over tasks, not the head of a file sorted by source
-        rows = sorted(rows, key=lambda row: hashlib.sha256(str(row.record.get("id")).encode()).hexdigest())[: args.limit]
+    rows = labelled_rows(read_jsonl(records_path), objectives)
+    if args.limit is not None:
+        rows = fixed_spread(rows, args.limit)
     predictions: dict[str, list[Prediction]] = {}
     if checkpoint is not None:
         predictions[MODEL] = checkpoint_predictions(checkpoint, rows, samples=args.samples, seed=args.seed)
@@ -312,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"split": str(split_path), "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        payload = {"split": str(records_path), "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                    "bundle": str(args.bundle) if args.bundle else None, "samples": args.samples, "seed": args.seed,
                    "rows": len(rows), "tasks": report}
         args.out.write_text(json.dumps(_json_safe(payload), indent=1) + "\n", encoding="utf-8")

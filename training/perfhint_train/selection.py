@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SPLIT_FILES
+from perfhint_train.datasets.records import DEFAULT_DATA_DIR, split_path
 
 CELLS = ("spearman", "spearman_within_groups")
 
@@ -64,18 +64,7 @@ def checkpoint_paths(paths: list[Path]) -> list[Path]:
     return found
 
 
-def selection_score(report: dict[str, Any], predictor: str = "model") -> float:
-    """Sum over tasks of pooled and within-group Spearman (a cell that could not be computed adds 0)."""
-    total = 0.0
-    for task in report.values():
-        scores = task["predictors"][predictor]
-        total += sum(value for value in (scores.get(cell) for cell in CELLS)
-                     if isinstance(value, float) and math.isfinite(value))
-    return total
-
-
 def run(args: argparse.Namespace) -> int:
-    import hashlib
     import tempfile
 
     import torch
@@ -84,16 +73,16 @@ def run(args: argparse.Namespace) -> int:
     from perfhint_export.checkpoint import load_checkpoint
     from perfhint_export.errors import CheckpointError
     from perfhint_export.parity import ParityError
-    from perfhint_train.evaluate import MODEL, bundle_predictions, evaluate_rows, labelled_rows
+    from perfhint_train.evaluate import MODEL, bundle_predictions, evaluate_rows, fixed_spread, labelled_rows
     from perfhint_train.train import objectives_from_metrics, read_jsonl
 
     if args.split == "test":
         print("perfhint train select: refusing the test split: choose on val, report on test", file=sys.stderr)
         return 2
-    split_path = args.data_dir / SPLIT_FILES[args.split] if args.split in SPLIT_FILES else Path(args.split)
-    if not split_path.is_file():
-        print(f"perfhint train select: records {split_path} not found; run `perfhint train build-data` "
-              f"or pass --split PATH.jsonl", file=sys.stderr)
+    try:
+        records_path = split_path(args.data_dir, args.split)
+    except FileNotFoundError as error:
+        print(f"perfhint train select: {error}", file=sys.stderr)
         return 2
     try:
         paths = checkpoint_paths(args.checkpoints)
@@ -102,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    records = read_jsonl(split_path)
+    records = read_jsonl(records_path)
     results = []
     for path in paths:
         try:
@@ -112,10 +101,9 @@ def run(args: argparse.Namespace) -> int:
             return 2
         rows = labelled_rows(records, objectives_from_metrics(checkpoint.metrics))
         if args.limit is not None:
-            rows = sorted(rows, key=lambda row: hashlib.sha256(str(row.record.get("id")).encode()).hexdigest()
-                          )[: args.limit]
+            rows = fixed_spread(rows, args.limit)
         if not rows:
-            print(f"perfhint train select: no rows of {split_path.name} are labelled with {path.name}'s objectives",
+            print(f"perfhint train select: no rows of {records_path.name} are labelled with {path.name}'s objectives",
                   file=sys.stderr)
             return 2
         with tempfile.TemporaryDirectory(prefix="perfhint-select-") as scratch:
@@ -127,13 +115,14 @@ def run(args: argparse.Namespace) -> int:
             predictions = bundle_predictions(bundle, rows, samples=args.samples, seed=args.seed)
         report = evaluate_rows(rows, {MODEL: predictions})
         cells = {task: [_finite(entry["predictors"][MODEL].get(cell)) for cell in CELLS] for task, entry in report.items()}
-        results.append({"checkpoint": str(path), "rows": len(rows), "score": selection_score(report), "cells": cells})
+        score = sum(cell for pair in cells.values() for cell in pair if cell is not None)  # a missing cell adds 0
+        results.append({"checkpoint": str(path), "rows": len(rows), "score": score, "cells": cells})
         print(f"{path}: {results[-1]['score']:.3f} over {len(rows)} rows  "
               + "  ".join(f"{task} {_cell(a)}/{_cell(b)}" for task, (a, b) in cells.items()), flush=True)
     best = max(results, key=lambda result: result["score"])
     print(f"best: {best['checkpoint']} ({best['score']:.3f}; sum over tasks of pooled + within-group Spearman)")
     if args.out is not None:
-        args.out.write_text(json.dumps({"split": str(split_path), "samples": args.samples, "seed": args.seed,
+        args.out.write_text(json.dumps({"split": str(records_path), "samples": args.samples, "seed": args.seed,
                                         "best": best["checkpoint"], "results": results}, indent=2) + "\n")
     return 0
 

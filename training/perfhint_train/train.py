@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from perfhint.encoder_vocab import HF_TOKENIZERS, EncoderVocab
-from perfhint.input_template import render_model_input
+from perfhint.input_template import region_name, render_model_input
 from perfhint.numbers import PAD_ID, DecoderCodec, codec_from_spec
 from perfhint_export.config import RLMConfig
 from perfhint_export.sidecar import Metric
@@ -306,7 +306,7 @@ def model_text(record: Mapping[str, Any], template: Mapping[str, Any]) -> str:
 
 def record_region(record: Mapping[str, Any]) -> str:
     """`language/region_kind` of a record: the region the runtime is told beside the text (predict_texts)."""
-    return f"{record['language']}/{record['region_kind']}"
+    return region_name(record["language"], record["region_kind"])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

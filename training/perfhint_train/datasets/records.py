@@ -29,6 +29,15 @@ DEFAULT_DATA_DIR = REPO_ROOT / ".work" / "data"
 RECORDS_FILE = "records.jsonl"
 SPLIT_FILES = {"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl"}
 
+
+def split_path(data_dir: Path, split: str) -> Path:
+    """The records file a `--split` names: a split of `data_dir` (train, val, test) or a .jsonl path.
+    FileNotFoundError, whose message names the fix, when it is not there."""
+    path = data_dir / SPLIT_FILES[split] if split in SPLIT_FILES else Path(split)
+    if not path.is_file():
+        raise FileNotFoundError(f"records {path} not found; run `perfhint train build-data` or pass --split PATH.jsonl")
+    return path
+
 LANGUAGES = ("python", "c", "cpp")
 REGION_KINDS = ("function", "script", "program", "triton_kernel")
 
