@@ -421,6 +421,8 @@ def test_constant_groups_are_not_averaged() -> None:
     ({"shape": "[(2, 3), (3, 4)]"}, "", 18),
     ({}, "#define N 10L\nint main(void) { char *p = malloc(N + 8); return 0; }", 18),
     ({}, "N_ITEMS = 1000\nprint(N_ITEMS)\n", 1000),
+    ({}, "N_ITEMS = 200_000\nprint(N_ITEMS)\n", 200_000),  # Python's digit separators
+    ({}, "N = 1_000_000\nSCALE = 2.5\nRATE = 1_0.5\n", 1_000_000),  # floats are not sizes, with or without _
 ])
 def test_input_size(context: dict, code: str, size: float) -> None:
     assert baselines.input_size({"context": context, "code": code, "region_kind": "program"}) == size
@@ -436,6 +438,26 @@ def test_baselines_rank_sizes(vocab: EncoderVocab) -> None:
     report = evaluate.evaluate_rows(test_rows, predictions)
     assert report["python/function/peak_traced_heap"]["predictors"]["input_size"]["spearman"] == pytest.approx(1.0)
     assert "|" in evaluate.markdown_table(report)
+
+
+def test_by_source_scores_each_source_beside_the_task() -> None:
+    rows = [evaluate.Row({"language": "c", "region_kind": "program", "metric": "peak_rss", "group": group,
+                          "source": source}, 0, value, "B")
+            for source, group, value in [("transcoder", "t1", 10.0), ("transcoder", "t1", 20.0),
+                                         ("transcoder", "t1", 30.0), ("synthetic", "s1", 40.0),
+                                         ("synthetic", "s1", 50.0), ("synthetic", "s1", 60.0)]]
+    # right order within each source, wrong across them: pooled over both sources ranks badly
+    predicted = [evaluate.Prediction(value, value, value) for value in (100.0, 200.0, 300.0, 1.0, 2.0, 3.0)]
+    plain = evaluate.evaluate_rows(rows, {"model": predicted})
+    split = evaluate.evaluate_rows(rows, {"model": predicted}, by_source=True)
+    task = "c/program/peak_rss"
+    assert list(plain) == [task]
+    assert list(split) == [task, f"{task} · synthetic", f"{task} · transcoder"]
+    assert split[task] == plain[task]
+    assert plain[task]["predictors"]["model"]["spearman"] < 0
+    for source in ("synthetic", "transcoder"):
+        entry = split[f"{task} · {source}"]
+        assert entry["n"] == 3 and entry["predictors"]["model"]["spearman"] == pytest.approx(1.0)
 
 
 def test_evaluate_cli(trained: train.FitResult, tmp_path: Path) -> None:
