@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from perfhint_train.datasets.records import DEFAULT_DATA_DIR, split_path
+from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SplitError, split_path
 from perfhint_train.evaluate import fixed_spread, labelled_rows
 
 
@@ -38,12 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from perfhint.runtime import Predictor
     from perfhint_train.train import model_text, objectives_from_metrics, read_jsonl, record_region
 
-    if args.split == "test":
-        print("perfhint train calibrate: refusing the test split: fit on val and report on test", file=sys.stderr)
-        return 2
     try:
-        records_path = split_path(args.data_dir, args.split)
-    except FileNotFoundError as error:
+        records_path = split_path(args.data_dir, args.split, choosing=True)
+    except SplitError as error:
         print(f"perfhint train calibrate: {error}", file=sys.stderr)
         return 2
     try:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SPLIT_FILES, split_path
+from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SPLIT_FILES, SplitError, split_path
 
 LOG_FLOORS = {"B": 1.0, "ms": 1e-4}  # per objective unit: values below are measurement noise
 DEFAULT_FLOOR = 1e-9
@@ -278,7 +278,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"records directory (default {DEFAULT_DATA_DIR}); its train split fits the baselines")
     parser.add_argument("--samples", type=int, default=32, help="samples per row (default 32, as the server)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N rows (smoke runs)")
+    parser.add_argument("--limit", type=int, default=None, help="score a fixed spread of N rows (smoke runs)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     parser.add_argument("--by-source", action="store_true",
                         help="also score each task's rows per record source (transcoder, synthetic, tritonbench, ...)")
@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         records_path = split_path(args.data_dir, args.split)
-    except FileNotFoundError as error:
+    except SplitError as error:
         print(f"perfhint train evaluate: {error}", file=sys.stderr)
         return 2
     train_path = args.data_dir / SPLIT_FILES["train"]

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from perfhint_train.datasets.records import DEFAULT_DATA_DIR, split_path
+from perfhint_train.datasets.records import DEFAULT_DATA_DIR, SplitError, split_path
 
 CELLS = ("spearman", "spearman_within_groups")
 
@@ -76,12 +76,9 @@ def run(args: argparse.Namespace) -> int:
     from perfhint_train.evaluate import MODEL, bundle_predictions, evaluate_rows, fixed_spread, labelled_rows
     from perfhint_train.train import objectives_from_metrics, read_jsonl
 
-    if args.split == "test":
-        print("perfhint train select: refusing the test split: choose on val, report on test", file=sys.stderr)
-        return 2
     try:
-        records_path = split_path(args.data_dir, args.split)
-    except FileNotFoundError as error:
+        records_path = split_path(args.data_dir, args.split, choosing=True)
+    except SplitError as error:
         print(f"perfhint train select: {error}", file=sys.stderr)
         return 2
     try:

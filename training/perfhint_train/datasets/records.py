@@ -30,12 +30,21 @@ RECORDS_FILE = "records.jsonl"
 SPLIT_FILES = {"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl"}
 
 
-def split_path(data_dir: Path, split: str) -> Path:
+class SplitError(ValueError):
+    """A `--split` that cannot be used: its records are missing, or it is the test split where a command
+    chooses or fits something. The message names the fix."""
+
+
+def split_path(data_dir: Path, split: str, *, choosing: bool = False) -> Path:
     """The records file a `--split` names: a split of `data_dir` (train, val, test) or a .jsonl path.
-    FileNotFoundError, whose message names the fix, when it is not there."""
+
+    `choosing`: the command fits or chooses something from these rows (calibrate, select), so the test
+    split is refused: what is chosen on test can no longer be reported on test (ARCHITECTURE.md)."""
+    if choosing and split == "test":
+        raise SplitError("refusing the test split: fit and choose on val, report on test")
     path = data_dir / SPLIT_FILES[split] if split in SPLIT_FILES else Path(split)
     if not path.is_file():
-        raise FileNotFoundError(f"records {path} not found; run `perfhint train build-data` or pass --split PATH.jsonl")
+        raise SplitError(f"records {path} not found; run `perfhint train build-data` or pass --split PATH.jsonl")
     return path
 
 LANGUAGES = ("python", "c", "cpp")
