@@ -37,6 +37,8 @@ from perfhint.measure import (
     measure_triton,
 )
 
+REPO = Path(__file__).resolve().parents[1]
+
 DATA = Path(__file__).parent / "data" / "measure"
 GNU_TIME = "/usr/bin/time"
 RSS_TOLERANCE = 0.05
@@ -327,3 +329,21 @@ def test_triton_latency_on_gpu() -> None:
     assert measurement.ok, measurement.message
     assert 0 < measurement.value < 100
     assert measurement.unit == "ms" and measurement.measured_on["gpu"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU with torch and triton")
+def test_one_shape_for_a_two_tensor_launcher_is_bad_input_naming_the_fix() -> None:
+    measurement = measure_triton(TRITON_SOURCE, "add", shape_text="(1048576,)", dtype="fp16",
+                                 limits=Limits(timeout_s=300))
+    assert measurement.status is Status.BAD_INPUT, measurement.message
+    assert "1 tensor(s)" in measurement.message and "one shape per tensor argument" in measurement.message
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU with torch and triton")
+def test_the_example_kernel_measures_on_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli([str(REPO / "examples" / "triton" / "scaled_add.py")], capsys)
+    assert code == 0, out
+    row = out.splitlines()[1].split()
+    assert row[:3] == ["triton_kernel:scaled_add", "triton_kernel", "median_latency"] and row[-1] == "ok", out

@@ -258,3 +258,28 @@ def test_leftovers_of_a_killed_perfhint_are_removed(monkeypatch: pytest.MonkeyPa
     assert measure_python_script("print(1)\n").ok
     assert not stale_dir.exists()
     assert stale_cgroup is None or not stale_cgroup.exists()
+
+
+MOUNT_OPTIONS = ("import json\n"
+                 "options = {line.split()[4]: line.split()[5].split(',')[0]\n"
+                 "           for line in open('/proc/self/mountinfo')}\n"
+                 "json.dump({'/proc': options.get('/proc'), '/': options.get('/')}, open('mounts.json', 'w'))\n")
+
+
+@needs_root
+@pytest.mark.parametrize(("writable_mounts", "expected"), [
+    ((), {"/proc": "ro", "/": "ro"}),
+    (("/proc",), {"/proc": "rw", "/": "ro"}),  # what a GPU run needs (kernels.GPU_WRITABLE_MOUNTS): one mount, not /
+])
+def test_writable_mounts_are_bound_back_writable_and_nothing_else(writable_mounts: tuple[str, ...],
+                                                                  expected: dict[str, str]) -> None:
+    import json
+    import sys
+
+    with sandbox_module.Sandbox() as sandbox:
+        sandbox.copy_in("mounts.py", MOUNT_OPTIONS)
+        run = sandbox.run([sys.executable, "mounts.py"], Limits(timeout_s=10), readable=sandbox_module.python_paths(),
+                          writable_mounts=writable_mounts)
+        assert run.exit_code == 0, run.details()
+        assert json.loads(sandbox.read_result("mounts.json")) == expected
+        assert sandbox.mechanisms.get("writable_mounts") == (", ".join(writable_mounts) or None)

@@ -608,3 +608,78 @@ def test_held_out_split(groups: list[str], n_val: int) -> None:
         return
     assert len(val_part) == n_val and len(train_part) + len(val_part) == len(records)
     assert not {r["group"] for r in val_part} & {r["group"] for r in train_part} or len(set(groups)) == 1
+
+
+# ----------------------------------------------------------------------------------------------- time budget
+
+
+class FakeClock:
+    """train.time stand-in: every perf_counter() call is 10 ms later, so a run's "speed" is the code's, not the CI's."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.01
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        import time
+
+        return getattr(time, name)
+
+
+def test_minutes_budget_sets_max_steps_and_the_cosine_ends_there(vocab: EncoderVocab, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = {}
+    for minutes in (0.02, 0.04):
+        monkeypatch.setattr(train, "time", FakeClock())
+        run = tiny_run(vocab, max_steps=10_000, eval_interval=0, log_interval=1, warmup_steps=4)
+        out = tmp_path / str(minutes)
+        result = train.fit(run, out_dir=out, minutes=minutes, log=quiet)
+        written = json.loads((out / train.CONFIG_FILE).read_text())["max_steps"]
+        assert 4 < result.step == written == run.config.max_steps < 10_000
+        logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        last_lr = [entry["lr"] for entry in logged if "lr" in entry][-1]
+        assert last_lr == pytest.approx(run.config.lr * run.config.min_lr_ratio, rel=1e-3)  # the decay finished
+        steps[minutes] = result.step
+    assert 1.8 < steps[0.04] / steps[0.02] < 2.2, steps  # twice the budget, about twice the steps
+
+
+def test_minutes_budget_refuses_resume(vocab: EncoderVocab, tmp_path: Path) -> None:
+    train.fit(tiny_run(vocab, max_steps=4, eval_interval=0), out_dir=tmp_path, log=quiet)
+    with pytest.raises(ValueError, match="--minutes"):
+        train.fit(tiny_run(vocab, max_steps=4, eval_interval=0), out_dir=tmp_path, resume=True, minutes=1.0, log=quiet)
+
+
+# ----------------------------------------------------------------------------------------------- greedy task scores
+
+
+def greedy_rows(spec: list[tuple[str, str, float, float]]) -> tuple[list, list[float]]:
+    """(task language, group, truth, prediction) -> examples as greedy_task_scores reads them, and predictions."""
+    from types import SimpleNamespace
+
+    kinds = {"python": ("function", "peak_traced_heap"), "c": ("program", "peak_rss")}
+    examples = [SimpleNamespace(value=truth, record={"language": language, "region_kind": kinds[language][0],
+                                                     "metric": kinds[language][1], "group": group})
+                for language, group, truth, _ in spec]
+    return examples, [prediction for *_, prediction in spec]
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    # Perfect ranking everywhere: every cell is 1.
+    ([("python", "a", 1, 10), ("python", "a", 2, 20), ("python", "a", 3, 30),
+      ("c", "b", 5, 1), ("c", "b", 6, 2), ("c", "b", 7, 3)],
+     {"c/program/peak_rss": [1.0, 1.0], "python/function/peak_traced_heap": [1.0, 1.0]}),
+    # Groups ranked right against each other, rows wrong inside each: pooled high, within -1.
+    ([("python", "a", 1, 3), ("python", "a", 2, 2), ("python", "a", 3, 1),
+      ("python", "b", 100, 300), ("python", "b", 200, 200), ("python", "b", 300, 100)],
+     {"python/function/peak_traced_heap": [pytest.approx(0.5429, abs=1e-3), -1.0]}),
+    # A special-value decode (NaN) is left out, not ranked; a constant prediction ranks nothing (0 within, NaN pooled).
+    ([("c", "b", 5, 1), ("c", "b", 6, float("nan")), ("c", "b", 7, 2), ("c", "b", 8, 3),
+      ("python", "a", 1, 4), ("python", "a", 2, 4), ("python", "a", 3, 4)],
+     {"c/program/peak_rss": [1.0, 1.0], "python/function/peak_traced_heap": [pytest.approx(float("nan"), nan_ok=True), 0.0]}),
+])
+def test_greedy_task_scores(spec: list, expected: dict) -> None:
+    examples, predictions = greedy_rows(spec)
+    assert train.greedy_task_scores(examples, predictions) == expected

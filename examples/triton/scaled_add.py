@@ -1,4 +1,4 @@
-"""A Triton kernel and its launcher: perfhint predicts the launcher's GPU latency at the stated shape."""
+"""A Triton kernel and its launcher: perfhint predicts the launcher's GPU latency at the stated shapes (one per tensor argument)."""
 import torch
 import triton
 import triton.language as tl
@@ -14,7 +14,7 @@ def scaled_add_kernel(x_ptr, y_ptr, out_ptr, alpha, n_elements, BLOCK_SIZE: tl.c
     tl.store(out_ptr + offsets, x + alpha * y, mask=mask)
 
 
-# perfhint: gpu=A100 shape=(4096, 4096) dtype=fp16
+# perfhint: gpu=H100 shape=[(4096, 4096), (4096, 4096)] dtype=fp16
 def scaled_add(x: torch.Tensor, y: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
     out = torch.empty_like(x)
     n_elements = out.numel()

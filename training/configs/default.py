@@ -3,6 +3,11 @@
 Sized for the labelled data we have (tens of thousands of records): an encoder deep enough to read
 code, a small decoder (it only writes 14 number tokens), int8-exported it runs on a laptop CPU.
 Single GPU:  perfhint train fit --config training/configs/default.py
+Lent GPU:    perfhint train fit --config training/configs/default.py --minutes 8
+             (max_steps, and the cosine, from the speed of the first 100 steps; evaluations not counted)
+On an H100 these small models are bound by per-step overhead, not FLOPs: batch 64 ran ~3 steps/s with
+four runs sharing the GPU (CUDA time-slices processes), batch 256 ~7 steps/s with two. Prefer one run at
+a time and large batches (the model card's "GPU runs" has what they scored).
 Several:     torchrun --nproc-per-node 8 -m perfhint_train.cli fit --config training/configs/default.py
              (batch_size is per process: the effective batch is batch_size x grad_accum x GPUs)
 """

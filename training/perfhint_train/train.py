@@ -701,6 +701,34 @@ def spearman_by_objective(examples: Sequence[Example], predictions: Sequence[flo
     return result
 
 
+def greedy_task_scores(examples: Sequence[Example], predictions: Sequence[float]) -> dict[str, list[float]]:
+    """{task: [pooled Spearman, mean within-group Spearman]} of greedy decodes, per task as `select` scores.
+
+    A cheap stand-in for `perfhint train select` while training (greedy, not the median of 32 samples;
+    PyTorch, not the exported bundle), so a long run's log says which steps are worth selecting among.
+    Rows whose greedy decode is a special value are left out; a cell that cannot be computed is NaN."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from perfhint_train.baselines import task_of
+    from perfhint_train.evaluate import spearman_within_groups
+
+    by_task: dict[str, list[int]] = {}
+    for index, (example, prediction) in enumerate(zip(examples, predictions)):
+        if math.isfinite(prediction):
+            by_task.setdefault(task_of(example.record), []).append(index)
+    scores = {}
+    for task in sorted(by_task):
+        truth = np.array([examples[index].value for index in by_task[task]], dtype=float)
+        predicted = np.array([predictions[index] for index in by_task[task]], dtype=float)
+        pooled = (float(spearmanr(truth, predicted).statistic) if truth.size >= 3 and np.ptp(truth) > 0
+                  and np.ptp(predicted) > 0 else NAN)
+        groups = [str(examples[index].record.get("group")) for index in by_task[task]]
+        within, _ = spearman_within_groups(truth, predicted, groups)
+        scores[task] = [pooled, within]
+    return scores
+
+
 def _stable_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -749,9 +777,18 @@ def save_checkpoint(path: Path, run: Run, model: EncoderDecoder) -> Path:
     return path
 
 
+PROBE_STEPS = 100  # steps timed before a --minutes budget sets max_steps
+
+
 def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None = None,
-        log: Callable[[str], None] = print) -> FitResult:
-    """Train `run.model` on `run.train_examples`; see the module docstring for what is guaranteed."""
+        minutes: float | None = None, log: Callable[[str], None] = print) -> FitResult:
+    """Train `run.model` on `run.train_examples`; see the module docstring for what is guaranteed.
+
+    `minutes` fits the run to a wall-clock budget (a lent GPU for 10 minutes, a CPU session): the
+    steps/s of the first PROBE_STEPS steps (or of the warm-up, if shorter) sets max_steps, and with it
+    the cosine, so the schedule still decays to its end inside the budget. Probing inside the warm-up
+    keeps that honest: the warm-up's learning rates do not depend on max_steps. Evaluations after the
+    probe are not in the estimate; leave them room. Not with `resume`: the first run fixed the schedule."""
     import torch
 
     config = run.config
@@ -763,6 +800,9 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
         torch.cuda.set_device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     max_steps = config.max_steps if max_steps is None else max_steps
+    if minutes is not None and resume:
+        raise ValueError("--minutes fixes the schedule of a new run; resume it without --minutes "
+                         "(its config.json holds the max_steps the budget chose)")
 
     model = run.model.to(device)
     optimizers = make_optimizers(model, config)
@@ -807,6 +847,8 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
     spearman_set = spread_subset(run.val_examples, config.spearman_examples)
     val_batch = max(config.batch_size, 8)
 
+    probe_step = step + max(1, min(PROBE_STEPS, config.warmup_steps)) if minutes is not None else None
+    loop_start = time.perf_counter()
     train_losses: list[tuple[int, float]] = []
     window_loss, window_steps, window_examples, window_start = 0.0, 0, 0, time.perf_counter()
     total_examples, total_time = 0, 0.0
@@ -856,6 +898,19 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
             for scheduler in schedulers:
                 scheduler.step()
             step += 1
+            if step == probe_step:
+                elapsed = time.perf_counter() - loop_start
+                planned = step + max(1, int((minutes * 60 - elapsed) * step / elapsed))
+                if dist.world_size > 1:  # every rank must stop at the same step
+                    agreed = torch.tensor([planned], device=device)
+                    torch.distributed.broadcast(agreed, 0)
+                    planned = int(agreed.item())
+                config.max_steps = max_steps = planned
+                if dist.is_main:
+                    (out_dir / CONFIG_FILE).write_text(json.dumps(_jsonable(config.to_dict()), indent=1) + "\n",
+                                                       encoding="utf-8")
+                    log(f"time budget {minutes:g} min: {step / elapsed:.2f} steps/s over the first {step} steps, "
+                        f"so max_steps = {planned}")
             window_loss += step_loss
             window_steps += 1
             window_examples += step_examples
@@ -884,7 +939,9 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
                 predictions = greedy_values(model, run.codec, spearman_set, batch_size=val_batch,
                                             pad_id=run.vocab.pad_id, device=device)
                 spearman = spearman_by_objective(spearman_set, predictions, run.objectives)
-                entry = {"step": step, "val_loss": val_loss, "val_spearman": spearman}
+                tasks = greedy_task_scores(spearman_set, predictions)
+                entry = {"step": step, "val_loss": val_loss, "val_spearman": spearman, "val_tasks": tasks,
+                         "val_score": sum(cell for cells in tasks.values() for cell in cells if math.isfinite(cell))}
                 evals.append(entry)
                 write_log(entry)
                 improved = val_loss < best_val
@@ -895,6 +952,7 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
                     evals_since_best += 1
                 log(f"step {step}: val loss {val_loss:.4f}{' (best)' if improved else ''}, greedy Spearman "
                     + ", ".join(f"{name} {value:.3f}" for name, value in spearman.items())
+                    + f"; per-task sum {entry['val_score']:.2f}"
                     + f" ({time.perf_counter() - started:.1f}s)")
                 window_start += time.perf_counter() - started  # evaluation time is not training throughput
                 if config.early_stopping_patience is not None and evals_since_best > config.early_stopping_patience:
@@ -935,6 +993,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help=f"continue from OUT/{RESUME_FILE}")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="train to this step (overrides max_steps, so the cosine schedule ends there too)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="fit the run to this wall-clock budget: max_steps (and the cosine) from the speed of "
+                             f"the first {PROBE_STEPS} steps; evaluations are not counted, leave them room")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value (a Python literal), e.g. --set lr=3e-4; repeatable")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -956,7 +1017,7 @@ def run_fit(args: argparse.Namespace) -> int:
         return 2
     out_dir = args.out or config.resolve(config.out_dir)
     try:
-        result = fit(run, out_dir=out_dir, resume=args.resume)
+        result = fit(run, out_dir=out_dir, resume=args.resume, minutes=args.minutes)
     except (ValueError, FileNotFoundError) as error:
         print(f"perfhint train fit: {error}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ DTYPE_ALIASES = {
 
 
 def main(spec_path: str) -> int:
+    import inspect
     import json
     import os
     import traceback
@@ -76,6 +77,15 @@ def main(spec_path: str) -> int:
             else:
                 tensors.append(torch.randint(0, 100, tuple(shape), device="cuda", dtype=dtype))
         args = (*tensors, *extra)
+        try:  # a shape list that does not fit the launcher is the user's input, not a crash
+            inspect.signature(launcher).bind(*args, **kwargs)
+        except TypeError as error:
+            return finish({"status": "bad_input", "message": (
+                f"the directive gives {len(tensors)} tensor(s) and {len(extra)} other argument(s), which "
+                f"{spec['qualname']}{inspect.signature(launcher)} cannot take ({error}): state one shape per "
+                f"tensor argument, e.g. shape=[(4096, 4096), (4096, 4096)], and the rest with args=(...)")})
+        except ValueError:
+            pass  # no introspectable signature (a builtin, a C extension): let the call say what is wrong
         median_ms = triton.testing.do_bench(lambda: launcher(*args, **kwargs), return_mode="median")
     except BaseException as error:  # noqa: BLE001
         lines = traceback.format_exception_only(type(error), error)

@@ -25,7 +25,12 @@ What is hard:
 - **Read-only everything else.** In its mount namespace every mount is made read-only
   (mount_setattr, recursively); only the private tmpfs directories and the working directory are
   writable. For root runs this backs up the uid change (world-writable corners such as /run/lock);
-  for runs without root it is the main protection.
+  for runs without root it is the main protection. One exception, for the GPU path only: CUDA
+  does not initialise when /proc is read-only (cuInit fails with error 304, "OS call failed", on an
+  H100; found by removing one launcher option at a time, and only --readonly mattered, then by
+  binding back one mount at a time, and only /proc mattered), so a Triton run gets /proc bound back
+  writable (`writable_mounts`, kernels.GPU_WRITABLE_MOUNTS). A fresh uid may write only its own
+  process's entries there.
 - **Degrading.** Without root there is no uid change and no pids cgroup, and RLIMIT_NPROC counts all
   of the user's processes. The network and mount namespaces then need an unprivileged user
   namespace; where the kernel refuses one, the code can reach the network and write wherever the
@@ -496,8 +501,13 @@ class Sandbox:
                 return None
             return stream.read(max_bytes).decode("utf-8", "replace")
 
-    def run(self, argv: list[str], limits: Limits, *, readable: list[str | Path] = ()) -> Run:
-        """Run argv in the working directory under `limits`; readable: paths outside it the child needs."""
+    def run(self, argv: list[str], limits: Limits, *, readable: list[str | Path] = (),
+            writable_mounts: tuple[str, ...] = ()) -> Run:
+        """Run argv in the working directory under `limits`; readable: paths outside it the child needs.
+
+        writable_mounts: directories bound back writable on top of the read-only namespace (a GPU run's
+        /dev and /proc, see kernels.GPU_WRITABLE_MOUNTS). The child still writes there only what its uid
+        may: a fresh uid owns nothing in them."""
         warnings: list[str] = []
         cgroup, cgroup_text = PidsCgroup.create(limits.n_processes)
         if cgroup is None:
@@ -518,8 +528,11 @@ class Sandbox:
         command.append("--readonly")
         for directory in hides:
             command += ["--hide", directory]
-        for path in exposes:
-            command += ["--writable" if path == str(self.workdir) else "--expose", path]
+        extra = [path for path in writable_mounts if os.path.isdir(path)]
+        for path in [*exposes[:-1], *extra, exposes[-1]]:  # the working directory stays last
+            command += ["--writable" if path == str(self.workdir) or path in extra else "--expose", path]
+        if extra:
+            self.mechanisms.update(writable_mounts=", ".join(extra))
         if self.uid is not None:
             command += ["--uid", str(self.uid), "--gid", str(self.uid)]
             self.mechanisms.update(user=f"fresh uid {self.uid}", uid=str(self.uid))
