@@ -66,6 +66,7 @@ def measure_triton(source: str, launcher_qualname: str, *, shape_text: str | Non
         run = sandbox.run([sys.executable, HARNESS_NAME, "spec.json"], gpu_limits,
                           readable=[*python_paths(), *device_nodes], writable_mounts=GPU_WRITABLE_MOUNTS)
         result_text = sandbox.read_result(RESULT_NAME)
+        details: dict[str, object] = {**run.details(), "sandbox": dict(sandbox.mechanisms)}  # as functions.py
     try:
         result = json.loads(result_text) if result_text else None
     except json.JSONDecodeError:
@@ -75,13 +76,13 @@ def measure_triton(source: str, launcher_qualname: str, *, shape_text: str | Non
         if status is Status.OK:
             status, message = Status.CRASHED, "the kernel harness ended without a result"
         return failed(MEDIAN_LATENCY, status, message, measured_on, wall_time_s=run.wall_s, warnings=run.warnings,
-                      details=run.details())
+                      details=details)
     measured_on["gpu"] = str(result.get("gpu", ""))
     warnings = list(run.warnings)
     if gpu and result.get("gpu") and gpu.lower() not in str(result["gpu"]).lower():
         warnings.append(f"the hint is for gpu={gpu} but this machine has {result['gpu']}")
     if result.get("status") != "ok":
         return failed(MEDIAN_LATENCY, Status(result.get("status", "crashed")), str(result.get("message", "")),
-                      measured_on, wall_time_s=run.wall_s, warnings=tuple(warnings), details=run.details())
+                      measured_on, wall_time_s=run.wall_s, warnings=tuple(warnings), details=details)
     return Measurement(MEDIAN_LATENCY.name, MEDIAN_LATENCY.unit, float(result["median_ms"]), Status.OK, "ok",
-                       measured_on, run.wall_s, tuple(warnings), run.details())
+                       measured_on, run.wall_s, tuple(warnings), details)
