@@ -31,7 +31,7 @@ def test_annotate_uses_the_shipped_model(capsys: pytest.CaptureFixture[str], mon
     out = capsys.readouterr().out
     assert "purpose: default" in out
     memory_hints = re.findall(r"≈\?? ?[\d.]+ (?:B|KiB|MiB|GiB)", out)
-    latency_hints = re.findall(r"≈\?? ?[\d.]+ (?:µs|ms|s) @A100", out)
+    latency_hints = re.findall(r"≈\?? ?[\d.]+ (?:µs|ms|s) @H100", out)  # the GPU the example states
     assert len(memory_hints) == 3 and len(latency_hints) == 1, out
 
 
