@@ -707,25 +707,21 @@ def greedy_task_scores(examples: Sequence[Example], predictions: Sequence[float]
     A cheap stand-in for `perfhint train select` while training (greedy, not the median of 32 samples;
     PyTorch, not the exported bundle), so a long run's log says which steps are worth selecting among.
     Rows whose greedy decode is a special value are left out; a cell that cannot be computed is NaN."""
-    import numpy as np
-    from scipy.stats import spearmanr
-
     from perfhint_train.baselines import task_of
-    from perfhint_train.evaluate import spearman_within_groups
+    from perfhint_train.evaluate import score
 
     by_task: dict[str, list[int]] = {}
-    for index, (example, prediction) in enumerate(zip(examples, predictions)):
-        if math.isfinite(prediction):
-            by_task.setdefault(task_of(example.record), []).append(index)
+    for index, example in enumerate(examples):
+        by_task.setdefault(task_of(example.record), []).append(index)
     scores = {}
     for task in sorted(by_task):
-        truth = np.array([examples[index].value for index in by_task[task]], dtype=float)
-        predicted = np.array([predictions[index] for index in by_task[task]], dtype=float)
-        pooled = (float(spearmanr(truth, predicted).statistic) if truth.size >= 3 and np.ptp(truth) > 0
-                  and np.ptp(predicted) > 0 else NAN)
-        groups = [str(examples[index].record.get("group")) for index in by_task[task]]
-        within, _ = spearman_within_groups(truth, predicted, groups)
-        scores[task] = [pooled, within]
+        indices = by_task[task]
+        if not any(math.isfinite(predictions[index]) for index in indices):
+            continue
+        cells = score([examples[index].value for index in indices], [predictions[index] for index in indices],
+                      None, None, [str(examples[index].record.get("group")) for index in indices],
+                      str(examples[indices[0]].record.get("unit")))  # the same scoring as evaluate and select
+        scores[task] = [cells["spearman"], cells["spearman_within_groups"]]
     return scores
 
 
@@ -838,8 +834,11 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
             model, device_ids=[device.index] if device.type == "cuda" else None)
     stream = BatchStream([len(example.ids) for example in run.train_examples], config.batch_size, seed=config.seed,
                          bucket_batches=config.bucket_batches, position=position)
-    if dist.is_main:
+    def write_config() -> None:  # again when a --minutes budget sets max_steps
         (out_dir / CONFIG_FILE).write_text(json.dumps(_jsonable(config.to_dict()), indent=1) + "\n", encoding="utf-8")
+
+    if dist.is_main:
+        write_config()
         log(f"{len(run.train_examples)} train / {len(run.val_examples)} val examples; "
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; device {device}, "
             f"world size {dist.world_size}; dropped: {dict(run.dropped) or 'none'}")
@@ -907,8 +906,7 @@ def fit(run: Run, *, out_dir: Path, resume: bool = False, max_steps: int | None 
                     planned = int(agreed.item())
                 config.max_steps = max_steps = planned
                 if dist.is_main:
-                    (out_dir / CONFIG_FILE).write_text(json.dumps(_jsonable(config.to_dict()), indent=1) + "\n",
-                                                       encoding="utf-8")
+                    write_config()
                     log(f"time budget {minutes:g} min: {step / elapsed:.2f} steps/s over the first {step} steps, "
                         f"so max_steps = {planned}")
             window_loss += step_loss

@@ -506,7 +506,7 @@ class Sandbox:
         """Run argv in the working directory under `limits`; readable: paths outside it the child needs.
 
         writable_mounts: directories bound back writable on top of the read-only namespace (a GPU run's
-        /dev and /proc, see kernels.GPU_WRITABLE_MOUNTS). The child still writes there only what its uid
+        /proc, see kernels.GPU_WRITABLE_MOUNTS). The child still writes there only what its uid
         may: a fresh uid owns nothing in them."""
         warnings: list[str] = []
         cgroup, cgroup_text = PidsCgroup.create(limits.n_processes)
