@@ -17,6 +17,8 @@ function, so each is a real cache miss.
 
 Usage:
     python benchmarks/server_latency.py --bundle DIR            # an existing bundle
+    python benchmarks/server_latency.py --bundle DIR --against OTHER   # + one region, DIR / OTHER in one
+                                                                # process, alternating rounds (e.g. int8 vs fp32)
     python benchmarks/server_latency.py                         # builds a random default-sized int8 bundle
                                                                 # (needs perfhint[export]: torch) into .work/
 A random model has the default model's size and therefore its speed, not its accuracy.
@@ -106,13 +108,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def region_latency(bundle: Path, threads: int, repeats: int) -> list[float]:
-    """Warm predict_texts of one 512-token region, 32 samples, in ms (distinct texts: no cache anywhere)."""
-    from perfhint.runtime import Predictor
-
-    predictor = Predictor.from_bundle_path(bundle, threads=threads)
+def region_texts(predictor, count: int, first: int = 0) -> list[str]:
+    """`count` distinct function texts of at most 512 tokens of the predictor's encoder vocabulary."""
     texts = []
-    for index in range(repeats + 3):
+    for index in range(first, first + count):
         text = function_source(index, 1000 + index, 120)
         ids = predictor.encoder_vocab.encode(text)
         cut = len(text)
@@ -120,6 +119,15 @@ def region_latency(bundle: Path, threads: int, repeats: int) -> list[float]:
             cut = text.rfind("\n", 0, cut - 1)
             ids = predictor.encoder_vocab.encode(text[:cut])
         texts.append(text[:cut])
+    return texts
+
+
+def region_latency(bundle: Path, threads: int, repeats: int) -> list[float]:
+    """Warm predict_texts of one 512-token region, 32 samples, in ms (distinct texts: no cache anywhere)."""
+    from perfhint.runtime import Predictor
+
+    predictor = Predictor.from_bundle_path(bundle, threads=threads)
+    texts = region_texts(predictor, repeats + 3)
     timings = []
     for index, text in enumerate(texts):
         started = time.perf_counter()
@@ -127,6 +135,32 @@ def region_latency(bundle: Path, threads: int, repeats: int) -> list[float]:
         if index >= 3:  # the first calls warm onnxruntime's allocators
             timings.append((time.perf_counter() - started) * 1000)
     return timings
+
+
+def region_ratio(bundle: Path, other: Path, threads: int, rounds: int = 7, per_round: int = 10
+                 ) -> tuple[list[float], list[float]]:
+    """Median ms of one 512-token region per round, for two bundles loaded in one process, rounds alternating.
+
+    Two bundles timed in separate runs minutes apart differ by the machine's mood as much as by the model
+    (on 2 shared cores, the same bundle's p50 ranged 15-21 ms across runs); alternating rounds in one
+    process put both under the same load, so the per-round ratio is what to compare.
+    """
+    from perfhint.runtime import Predictor
+
+    predictors = [Predictor.from_bundle_path(path, threads=threads) for path in (bundle, other)]
+    medians: tuple[list[float], list[float]] = ([], [])
+    for predictor in predictors:  # warm-up
+        for text in region_texts(predictor, 3, first=10_000):
+            predictor.predict_texts([text], samples=32, seed=0)
+    for round_index in range(rounds):
+        for predictor, out in zip(predictors, medians):
+            timings = []
+            for text in region_texts(predictor, per_round, first=round_index * per_round):
+                started = time.perf_counter()
+                predictor.predict_texts([text], samples=32, seed=0)
+                timings.append((time.perf_counter() - started) * 1000)
+            out.append(statistics.median(timings))
+    return medians
 
 
 def rss_mb(pid: int) -> float:
@@ -195,11 +229,10 @@ async def server_latency(bundle: Path, repeats: int, threads: int,
     started = time.perf_counter()
     client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
         uri=uri, language_id="python", version=1, text=text)))
-    labels = await wait_until(settled)
+    await wait_until(settled)
     cold_s = time.perf_counter() - started
 
     changed_ms = []
-    function_lines = sorted(labels)
     for run in range(repeats):
         index = run % N_FUNCTIONS
         variants[index] = variants.get(index, 0) + 1 + run
@@ -213,7 +246,7 @@ async def server_latency(bundle: Path, repeats: int, threads: int,
         client.text_document_did_save(types.DidSaveTextDocumentParams(
             text_document=types.TextDocumentIdentifier(uri=uri)))
         await asyncio.wait_for(refreshed.wait(), 60)
-        labels = await wait_until(settled)  # the edited function is "calculating" until its new number exists
+        await wait_until(settled)  # the edited function is "calculating" until its new number exists
         changed_ms.append((time.perf_counter() - started) * 1000)
         await asyncio.sleep(0.2)  # let the run's second refresh (the baseline's) pass before the next save
     memory = rss_mb(client._server.pid)
@@ -227,14 +260,20 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path, help="bundle to measure (default: build a random default-sized one)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads for the region timing (2)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per measurement (20)")
+    parser.add_argument("--against", type=Path, default=None, metavar="OTHER",
+                        help="also time one region of --bundle against this bundle in one process (ratio)")
     args = parser.parse_args()
     bundle = args.bundle.resolve() if args.bundle else None  # the server runs in another directory
     if bundle is None:
         bundle = DEFAULT_BUILD if (DEFAULT_BUILD / "manifest.json").is_file() else build_default_bundle(DEFAULT_BUILD)
     from perfhint.bundle import load_bundle
 
-    manifest = load_bundle(bundle).manifest
+    loaded = load_bundle(bundle)
+    manifest = loaded.manifest
     architecture = manifest["architecture"]
+    kept = [f"{role}:{layer}" for role, layers in ((manifest.quantization or {}).get("kept_float") or {}).items()
+            for layer in layers]
+    precision = loaded.precision + (f", kept float: {', '.join(kept)}" if kept else "")
     load_before = os.getloadavg()[0]
     region_ms = region_latency(bundle, args.threads, args.repeats)
     server = asyncio.run(server_latency(bundle, args.repeats, args.threads))
@@ -246,7 +285,7 @@ def main() -> int:
     overhead = asyncio.run(server_latency(fake_bundle, args.repeats, args.threads,
                                           (str(REPO / "tests" / "e2e" / "fake_server.py"),)))
     load_after = os.getloadavg()[0]
-    print(f"model: {manifest['model']['name']} ({manifest['graphs']['decoder_step']['precision']}, d_model "
+    print(f"model: {manifest['model']['name']} ({precision}, d_model "
           f"{architecture['d_model']}, {architecture['num_encoder_layers']}+{architecture['num_decoder_layers']} "
           f"layers, encoder vocab {architecture['encoder_vocab_size']}); {os.cpu_count()} CPUs, 32 samples; "
           f"load average {load_before:.1f} before, {load_after:.1f} after (timings are only comparable at a "
@@ -269,6 +308,15 @@ def main() -> int:
         print(f"{name.ljust(width)}  {value:22}  {goal:10}  {'' if met is None else 'yes' if met else 'NO'}")
     print(f"\nregion timings (ms): min {min(region_ms):.0f}, mean {statistics.mean(region_ms):.0f}, "
           f"max {max(region_ms):.0f}; changed-function runs (ms): {', '.join(f'{v:.0f}' for v in server['changed_ms'])}")
+    if args.against is not None:
+        mine, theirs = region_ratio(bundle, args.against, args.threads)
+        ratios = [a / b for a, b in zip(mine, theirs)]
+        other = load_bundle(args.against)
+        print(f"\none region, alternating rounds in one process (median ms per round of 10 texts):\n"
+              f"  {bundle} ({loaded.precision}): {', '.join(f'{v:.1f}' for v in mine)}; median {statistics.median(mine):.1f}\n"
+              f"  {args.against} ({other.precision}): {', '.join(f'{v:.1f}' for v in theirs)}; "
+              f"median {statistics.median(theirs):.1f}\n"
+              f"  ratio per round: {', '.join(f'{v:.2f}' for v in ratios)}; median {statistics.median(ratios):.2f}")
     return 0
 
 

@@ -23,8 +23,8 @@ from safetensors.numpy import load_file
 
 from perfhint import cli
 from perfhint.bundle import DECODER_STEP_FILE, ENCODER_FILE, MANIFEST_FILE, Bundle, BundleError, load_bundle
-from perfhint_export import onnx_graphs, parity, quantize
-from perfhint_export.bundle_writer import write_bundle
+from perfhint_export import float_fallback, onnx_graphs, parity, quantize
+from perfhint_export.bundle_writer import BundleWriteError, write_bundle
 from perfhint_export.checkpoint import LoadedCheckpoint, load_checkpoint
 from perfhint_export.config import RLMConfig
 from perfhint_export.parity import OnnxRLM, ParityError
@@ -322,10 +322,135 @@ def test_cli_parity_failure_is_one_line_and_writes_nothing(regress_lm_fixtures: 
     monkeypatch.setitem(parity.TOLERANCES, "int8", strict)  # no int8 graph is that close
     name, file_name = FIXTURES["B"]
     check_cli_error([str(regress_lm_fixtures / file_name), "--config", str(SIDECARS / f"{name}.sidecar.json"),
-                     "--out", str(tmp_path / "out")], "try --precision int8-encoder, or fp32", capsys)
+                     "--out", str(tmp_path / "out")], "try --keep-float auto, --precision int8-encoder, or fp32", capsys)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_quantization_settings_are_the_measured_safe_ones() -> None:
     # reduce_range or u8 weights: the only settings that cannot saturate AVX2's int16 pair sums (quantize.py).
     assert quantize.SETTINGS["reduce_range"] or quantize.SETTINGS["weight_type"] == "QUInt8"
+
+
+# --- --keep-float: layers left in float -------------------------------------------------------------------
+
+# onnx_graphs.py names every weight `<layer>_...`; the encoder also computes each decoder layer's cross
+# K/V (`x<i>`). Node names come from torch.onnx and are not part of the contract; layer names and sizes are.
+FIXTURE_A_LAYERS = {
+    "encoder": {"embedding": 1, "l0": 6, "l1": 6, "x0": 2, "x1": 2},  # q k v out ff1 ff2; cross k v
+    "decoder_step": {"tok_emb": 1, "pe": 1, "l0": 8, "l1": 8, "generator_wt": 1},  # self qkv+out, cross q+out, ff
+}
+
+
+@pytest.mark.parametrize("role", ["encoder", "decoder_step"])
+def test_weight_layers_group_the_quantizable_nodes_by_layer(exported: dict[str, Exported], role: str) -> None:
+    path = getattr(exported["A"].bundles["fp32"], f"{role}_path")
+    layers = quantize.weight_layers(path)
+    assert {layer: len(nodes) for layer, nodes in layers.items()} == FIXTURE_A_LAYERS[role]
+    ops = {node.name: node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {ops[node] for nodes in layers.values() for node in nodes} <= set(quantize.OP_TYPES)
+
+
+def _errors(table: dict[tuple[str, ...], float | tuple[float, bool]], atol: float = 0.2):
+    """A fake parity measurement: layers kept float (any order) -> logits error, passed when <= atol."""
+    def measure(kept: dict[str, tuple[str, ...]]) -> tuple[float, bool]:
+        key = tuple(sorted(layer for layers in kept.values() for layer in layers))
+        value = table[key]
+        return value if isinstance(value, tuple) else (value, value <= atol)
+    return measure
+
+
+# (case, {role: layers}, measured errors by the sorted layers kept float, chosen layers, trials)
+SEARCHES = [
+    ("all-int8 passes: nothing kept float, one trial",
+     {"encoder": ["a", "b"]}, {(): 0.1}, {"encoder": ()}, 1),
+    ("greedy takes the best whole graph of each round, not the best single layer's own error",
+     {"encoder": ["a", "b", "c"]},
+     {(): 0.3, ("a",): 0.25, ("b",): 0.21, ("c",): 0.28, ("a", "b"): 0.15, ("b", "c"): 0.19},
+     {"encoder": ("b", "a")}, 6),
+    ("layers of both graphs compete in one search",
+     {"encoder": ["a"], "decoder_step": ["z"]}, {(): 0.3, ("a",): 0.26, ("z",): 0.18},
+     {"encoder": (), "decoder_step": ("z",)}, 3),
+    ("a trial that passes beats a smaller error that fails another check",
+     {"encoder": ["a", "b"]}, {(): 0.3, ("a",): (0.1, False), ("b",): (0.15, True)}, {"encoder": ("b",)}, 3),
+]
+
+
+@pytest.mark.parametrize("case, layers, table, chosen, trials", SEARCHES, ids=[case[0] for case in SEARCHES])
+def test_float_layer_search(case: str, layers: dict, table: dict, chosen: dict, trials: int) -> None:
+    rounds = []
+    search = float_fallback.choose_float_layers(layers, _errors(table), report=rounds.append)
+    assert search.kept_float == chosen and search.trials == trials
+    assert rounds == search.rounds and rounds[-1].passed and not any(r.passed for r in rounds[:-1])
+    assert [r.logits_max_abs_diff for r in rounds] == sorted((r.logits_max_abs_diff for r in rounds), reverse=True)
+
+
+def test_float_layer_search_that_never_passes_names_the_fix() -> None:
+    table = {(): 0.5, ("a",): 0.4, ("b",): 0.45, ("a", "b"): 0.3}
+    with pytest.raises(float_fallback.FloatFallbackError, match="every layer float.*--precision fp32"):
+        float_fallback.choose_float_layers({"encoder": ["a", "b"]}, _errors(table))
+
+
+def _float_weights(graph: Path) -> set[str]:
+    """Weight initializers the quantized graph still multiplies in float."""
+    model = onnx.load(str(graph))
+    floats = {init.name for init in model.graph.initializer if init.data_type == onnx.TensorProto.FLOAT}
+    return {name for node in model.graph.node if node.op_type in ("MatMul", "Gather")
+            for name in node.input if name in floats}
+
+
+def test_keep_float_auto_searches_until_the_gate_passes(exported: dict[str, Exported], reuse_exports: None,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fixture A's int8 graphs are within 0.2 (about 0.1); a gate of 0.04 makes the all-int8 graphs fail,
+    # so the search must keep layers float until both the search probes and the real gate pass.
+    tight = parity.Tolerance(logits_atol=0.04, memory_atol=None, decisive_agreement=0.99)
+    monkeypatch.setitem(parity.TOLERANCES, "int8", tight)
+    seen = []
+    bundle = write_bundle(exported["A"].checkpoint, tmp_path / "mixed", precision="int8", purpose="test",
+                          keep_float="auto", on_trial=seen.append)
+    quantization, report = bundle.manifest.quantization, bundle.manifest.parity
+    assert report["passed"] and report["max_abs_diff"]["logits"] <= 0.04
+    assert report["greedy"]["seed"] == parity.PROBE_SEED  # the gate kept its own probes
+    search = quantization["kept_float_search"]
+    assert search["probe_seed"] == float_fallback.SEARCH_PROBE_SEED != parity.PROBE_SEED
+    assert not seen[0].passed and seen[0].logits_max_abs_diff > 0.04 and seen[-1].passed
+    kept = quantization["kept_float"]
+    assert kept == {role: sorted(layers) for role, layers in seen[-1].kept_float.items()}
+    assert 0 < sum(map(len, kept.values())) < sum(map(len, FIXTURE_A_LAYERS.values()))  # some, not all
+    for role in ("encoder", "decoder_step"):
+        graph = getattr(bundle, f"{role}_path")
+        fp32_layers = quantize.weight_layers(getattr(exported["A"].bundles["fp32"], f"{role}_path"))
+        float_weights = _float_weights(graph)
+        for layer in fp32_layers:
+            weights_float = {name for name in float_weights if name.startswith(layer)}
+            assert bool(weights_float) == (layer in kept[role]), (role, layer)
+
+
+def test_keep_float_by_name_and_its_errors(exported: dict[str, Exported], reuse_exports: None,
+                                           tmp_path: Path) -> None:
+    checkpoint = exported["A"].checkpoint
+    bundle = write_bundle(checkpoint, tmp_path / "l0", precision="int8-encoder", purpose="test",
+                          keep_float={"encoder": ["l0"]})
+    assert bundle.manifest.quantization["kept_float"] == {"encoder": ["l0"]}
+    assert "kept_float_search" not in bundle.manifest.quantization
+    assert {name.split("_")[0] for name in _float_weights(bundle.encoder_path)} == {"l0"}
+    with pytest.raises(quantize.QuantizationError, match=r"no layer \['l9'\].*'l0'"):
+        write_bundle(checkpoint, tmp_path / "a", precision="int8", keep_float={"encoder": ["l9"]})
+    with pytest.raises(quantize.QuantizationError, match="does not quantize"):
+        write_bundle(checkpoint, tmp_path / "b", precision="int8-encoder", keep_float={"decoder_step": ["l0"]})
+    with pytest.raises(BundleWriteError, match="int8"):
+        write_bundle(checkpoint, tmp_path / "c", precision="fp32", keep_float="auto")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["l0"]  # failures leave nothing behind
+
+
+def test_cli_keep_float(exported: dict[str, Exported], regress_lm_fixtures: Path, reuse_exports: None,
+                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name, file_name = FIXTURES["A"]
+    argv = ["export", str(regress_lm_fixtures / file_name), "--config", str(SIDECARS / f"{name}.sidecar.json")]
+    assert cli.main([*argv, "--out", str(tmp_path / "ok"), "--keep-float", "encoder:l1,decoder_step:generator_wt"]) == 0
+    out = capsys.readouterr().out
+    assert "kept float: encoder:l1, decoder_step:generator_wt" in out and "wrote int8 bundle" in out
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--out", str(tmp_path / "bad"), "--keep-float", "l1"])
+    assert "is not ROLE:LAYER" in capsys.readouterr().err
+    check_cli_error([*argv[1:], "--out", str(tmp_path / "none"), "--keep-float", "encoder:nope"],
+                    "the encoder graph has no layer ['nope']", capsys)

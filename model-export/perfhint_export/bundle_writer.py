@@ -20,7 +20,7 @@ import datetime
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from perfhint.bundle import (
     load_bundle,
     sha256_file,
 )
-from perfhint_export import onnx_graphs, parity, quantize
+from perfhint_export import float_fallback, onnx_graphs, parity, quantize
 from perfhint_export.checkpoint import LoadedCheckpoint
 
 DEFAULT_PRECISION = "int8"
@@ -53,6 +53,8 @@ DEFAULT_PURPOSE = "user"
 _SCRATCH = ".fp32-export"  # inside the staging directory; removed before publishing
 
 GraphHook = Callable[[dict[str, Path]], None]
+KeepFloat = Mapping[str, Sequence[str]]  # {role: layer names of quantize.weight_layers}
+AUTO = "auto"
 
 
 class BundleWriteError(RuntimeError):
@@ -61,11 +63,15 @@ class BundleWriteError(RuntimeError):
 
 def write_bundle(checkpoint: LoadedCheckpoint, out_dir: str | Path, *, precision: str = DEFAULT_PRECISION,
                  name: str | None = None, version: str | None = None, purpose: str = DEFAULT_PURPOSE,
-                 probe_count: int = parity.PROBE_COUNT, before_parity: GraphHook | None = None) -> Bundle:
+                 probe_count: int = parity.PROBE_COUNT, before_parity: GraphHook | None = None,
+                 keep_float: KeepFloat | str | None = None,
+                 on_trial: Callable[[float_fallback.Trial], None] | None = None) -> Bundle:
     """Export `checkpoint` to a verified bundle at `out_dir`; raise ParityError (and write nothing) on mismatch.
 
-    `before_parity` is called with the staged graph paths {"encoder", "decoder_step"} right before the gate;
-    tests use it to corrupt a weight and prove the gate refuses it.
+    `keep_float` leaves layers of the int8 graphs in float: {role: layers}, or "auto" to search for the
+    fewest that pass (float_fallback.py; `on_trial` sees each round). `before_parity` is called with the
+    staged graph paths {"encoder", "decoder_step"} right before the gate; tests use it to corrupt a weight
+    and prove the gate refuses it.
     """
     if precision not in EXPORT_PRECISIONS:
         raise BundleWriteError(f"precision {precision!r} is not one of {list(EXPORT_PRECISIONS)}")
@@ -77,7 +83,9 @@ def write_bundle(checkpoint: LoadedCheckpoint, out_dir: str | Path, *, precision
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); a bundle is ordinary shared data
-        graphs, quantization = _stage_graphs(checkpoint, staging, precision)
+        if keep_float and precision == "fp32":
+            raise BundleWriteError("--keep-float applies to int8 graphs; drop it or choose --precision int8")
+        graphs, quantization = _stage_graphs(checkpoint, staging, precision, keep_float, on_trial)
         if before_parity is not None:
             before_parity(dict(graphs))
         report = parity.check_parity(checkpoint.model, checkpoint.config, checkpoint.codec, graphs["encoder"],
@@ -108,7 +116,8 @@ def _check_target(out_dir: Path) -> None:
                                f"refusing to overwrite it: choose an empty or new directory")
 
 
-def _stage_graphs(checkpoint: LoadedCheckpoint, staging: Path, precision: str
+def _stage_graphs(checkpoint: LoadedCheckpoint, staging: Path, precision: str, keep_float: KeepFloat | str | None,
+                  on_trial: Callable[[float_fallback.Trial], None] | None
                   ) -> tuple[dict[str, Path], dict[str, Any] | None]:
     scratch = staging / _SCRATCH
     own_export = getattr(checkpoint.model, "export_graphs", None)  # models with a foreign encoder (t5gemma.py)
@@ -122,10 +131,41 @@ def _stage_graphs(checkpoint: LoadedCheckpoint, staging: Path, precision: str
     graphs, quantization = quantize.copy_graphs({role: path for role, path in exported.items()
                                                  if role not in to_quantize}, staging), None
     if to_quantize:
-        quantized, quantization = quantize.quantize_graphs(to_quantize, staging)
+        search = None
+        if keep_float == AUTO:
+            search = _search_float_layers(checkpoint, scratch, exported, to_quantize, on_trial)
+            keep_float = search.kept_float
+        elif isinstance(keep_float, str):
+            raise BundleWriteError(f"keep_float {keep_float!r}: pass {AUTO!r} or {{role: [layers]}}")
+        quantized, quantization = quantize.quantize_graphs(to_quantize, staging, keep_float)
+        if search is not None:
+            quantization["kept_float_search"] = search.to_dict()
         graphs.update(quantized)
     shutil.rmtree(scratch)
     return graphs, quantization
+
+
+def _search_float_layers(checkpoint: LoadedCheckpoint, scratch: Path, exported: dict[str, Path],
+                         to_quantize: dict[str, Path], on_trial: Callable[[float_fallback.Trial], None] | None
+                         ) -> float_fallback.Search:
+    """float_fallback's search, each trial quantized into scratch and checked on the search probes."""
+    trial_dir = scratch / "trial"
+    precision = "int8"  # the int8 tolerance applies to every quantized mix (parity.TOLERANCES)
+
+    def measure(kept: dict[str, tuple[str, ...]]) -> tuple[float, bool]:
+        quantized, _ = quantize.quantize_graphs(to_quantize, trial_dir, kept)
+        paths = {**exported, **quantized}
+        try:
+            report = parity.check_parity(checkpoint.model, checkpoint.config, checkpoint.codec, paths["encoder"],
+                                         paths["decoder_step"], precision,
+                                         probe_count=float_fallback.SEARCH_PROBE_COUNT,
+                                         probe_seed=float_fallback.SEARCH_PROBE_SEED)
+        except parity.ParityError as error:
+            report = error.report
+        return report["max_abs_diff"]["logits"], report["passed"]
+
+    layers = {role: tuple(quantize.weight_layers(path)) for role, path in to_quantize.items()}
+    return float_fallback.choose_float_layers(layers, measure, on_trial)
 
 
 def _stage_tokenizer(checkpoint: LoadedCheckpoint, staging: Path) -> EncoderTokenizer:

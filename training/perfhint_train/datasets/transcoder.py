@@ -31,7 +31,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from perfhint_train.datasets.records import PEAK_RSS, PEAK_TRACED_HEAP, require_shared
