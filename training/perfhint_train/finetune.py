@@ -187,5 +187,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {result.out}: held-out loss {result.val_loss_before:.4f} -> {result.val_loss_after:.4f} "
           f"after {result.epochs} epoch(s) on {result.train_records} records. "
-          f"Next: perfhint export {result.out} --out BUNDLE_DIR")
+          f"Next: perfhint export {result.out} --out BUNDLE_DIR --precision int8-encoder --keep-float auto")
     return 0
