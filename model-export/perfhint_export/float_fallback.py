@@ -12,13 +12,15 @@ What is hard:
   whole candidate graphs instead. It is greedy: each round tries every remaining layer, keeps the one
   whose float version gives the smallest max logit error, and stops as soon as the graphs pass.
   For that model, the first round chose the encoder's layer 0 (0.177 with the same probes).
-- **Layers, not nodes.** A node-level search on that model would try 35 nodes per round. Layers
-  (quantize.weight_layers: `l0`, `l1`, ..., the embedding table, the output projection) give 4-9
-  candidates, at about 7 s of quantize + parity each.
+- **Layers, not nodes.** A node-level search on that model would try 23 quantizable nodes per round.
+  Layers (quantize.weight_layers: `l0`, `l1`, ..., the encoder's cross K/V `x0`, `x1`, the embedding
+  tables, the output projection) give 6 candidates for int8-encoder and 11 for int8, at about 7 s of
+  quantize + parity each.
 - **Not fitting the gate.** Choosing layers by the gate's own probes would pick whatever passes those 64
   inputs. The search measures on another probe seed (SEARCH_PROBE_SEED). The bundle still ships only if
-  the unchanged gate then passes on its own fixed probes. (The gate's edge-case inputs by length are
-  shared, because they are fixed by construction.)
+  the unchanged gate then passes on its own fixed probes. The gate's edge-case inputs by length are
+  shared, because they are fixed by construction; on the default model they set the maximum, so the
+  search and the gate reported the same errors (0.223 before, 0.177 after).
 """
 
 from __future__ import annotations
