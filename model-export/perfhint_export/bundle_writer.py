@@ -77,14 +77,16 @@ def write_bundle(checkpoint: LoadedCheckpoint, out_dir: str | Path, *, precision
         raise BundleWriteError(f"precision {precision!r} is not one of {list(EXPORT_PRECISIONS)}")
     if purpose not in PURPOSES:
         raise BundleWriteError(f"purpose {purpose!r} is not one of {list(PURPOSES)}")
+    if keep_float and precision == "fp32":
+        raise BundleWriteError("--keep-float applies to int8 graphs; drop it or choose --precision int8")
+    if isinstance(keep_float, str) and keep_float != AUTO:
+        raise BundleWriteError(f"keep_float {keep_float!r}: pass {AUTO!r} or {{role: [layers]}}")
     out_dir = Path(out_dir).absolute()
     _check_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700); a bundle is ordinary shared data
-        if keep_float and precision == "fp32":
-            raise BundleWriteError("--keep-float applies to int8 graphs; drop it or choose --precision int8")
         graphs, quantization = _stage_graphs(checkpoint, staging, precision, keep_float, on_trial)
         if before_parity is not None:
             before_parity(dict(graphs))
@@ -135,8 +137,6 @@ def _stage_graphs(checkpoint: LoadedCheckpoint, staging: Path, precision: str, k
         if keep_float == AUTO:
             search = _search_float_layers(checkpoint, scratch, exported, to_quantize, on_trial)
             keep_float = search.kept_float
-        elif isinstance(keep_float, str):
-            raise BundleWriteError(f"keep_float {keep_float!r}: pass {AUTO!r} or {{role: [layers]}}")
         quantized, quantization = quantize.quantize_graphs(to_quantize, staging, keep_float)
         if search is not None:
             quantization["kept_float_search"] = search.to_dict()

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     user_errors = (CheckpointError, ParityError, BundleError, BundleWriteError, GraphBuildError, ExportError,
                    QuantizationError, EncoderVocabError, FloatFallbackError, OSError)
-    keep_float = getattr(args, "keep_float", None)
+    keep_float = args.keep_float
     try:
         if args.checkpoint.is_dir() and keep_float:
             raise BundleWriteError("--keep-float is not supported for Hugging Face seq2seq model directories; "
@@ -89,10 +89,9 @@ def run(args: argparse.Namespace) -> int:
     except user_errors as error:
         print(f"perfhint export: {_one_line(error)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    kept = {role: layers for role, layers in ((bundle.manifest.quantization or {}).get("kept_float") or {}).items()
-            if layers}
+    kept = _layers_text((bundle.manifest.quantization or {}).get("kept_float") or {})
     if kept:
-        print("kept float: " + ", ".join(f"{role}:{layer}" for role, layers in kept.items() for layer in layers))
+        print(f"kept float: {kept}")
     report = bundle.manifest.parity
     diff = report["max_abs_diff"]["logits"]
     atol = report["tolerances"]["logits_atol"]
@@ -101,8 +100,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layers_text(kept_float) -> str:
+    """{role: layers} as the `--keep-float` syntax lists them: `encoder:l0, decoder_step:l1` ("" if none)."""
+    return ", ".join(f"{role}:{layer}" for role, layers in kept_float.items() for layer in layers)
+
+
 def _print_trial(trial) -> None:
-    kept = ", ".join(f"{role}:{layer}" for role, layers in trial.kept_float.items() for layer in layers) or "none"
+    kept = _layers_text(trial.kept_float) or "none"
     verdict = "passes" if trial.passed else "fails"
     print(f"keep-float search: float layers [{kept}] -> logits max |diff| {trial.logits_max_abs_diff:.3f}, "
           f"{verdict} (search probes)", file=sys.stderr, flush=True)
