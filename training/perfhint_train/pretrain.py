@@ -20,7 +20,9 @@ Cost: the masked-token head is applied to the chosen positions only (15 %), not 
 a 16k vocabulary the full logits of one 32 x 512 batch are 1 GB of floats.
 
 Run it as `perfhint train pretrain --config training/configs/cpu.py --steps 2000 --out encoder.safetensors`,
-then `perfhint train fit ... --set init_encoder="'encoder.safetensors'"`.
+then `perfhint train fit ... --set init_encoder="'encoder.safetensors'"`. Runs do not resume, but
+`--init encoder.safetensors --seed 1 --steps N` continues from one with a new warm-up and decay (the
+masked-token head, which is not saved, starts afresh; a new seed draws other batches and masks).
 
 Measured (A/B, one seed each; server/perfhint/models/MODEL_CARD.md has the table): 2,000 steps of 32
 windows (35 min on 2 cores, masked-token loss 9.5 -> 4.6), then the same 1,200-step fit as without it.
@@ -147,10 +149,15 @@ def save_encoder(model: EncoderDecoder, path: Path) -> Path:
 def load_encoder(model: EncoderDecoder, path: str | Path) -> None:
     """Copy pre-trained `encoder.*` weights into `model`; every encoder key must be present, shapes equal."""
     state = load_file(str(path))
-    expected = {key for key in model.state_dict() if key.startswith(ENCODER_PREFIX)}
-    if set(state) != expected:
-        raise ValueError(f"{path} does not fit this encoder: missing {sorted(expected - set(state))[:3]}, "
-                         f"unexpected {sorted(set(state) - expected)[:3]}")
+    own = {key: value for key, value in model.state_dict().items() if key.startswith(ENCODER_PREFIX)}
+    if set(state) != set(own):
+        raise ValueError(f"{path} does not fit this encoder: missing {sorted(set(own) - set(state))[:3]}, "
+                         f"unexpected {sorted(set(state) - set(own))[:3]}")
+    resized = [f"{key} {tuple(state[key].shape)} (this encoder: {tuple(value.shape)})"
+               for key, value in own.items() if state[key].shape != value.shape]
+    if resized:
+        raise ValueError(f"{path} does not fit this encoder: {len(resized)} weights differ in shape, e.g. "
+                         f"{resized[0]}")
     model.load_state_dict(state, strict=False)
 
 
@@ -179,6 +186,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--held-out", type=Path, action="append", default=None,
                         help="records .jsonl whose code is kept out of the corpus (default: the config's "
                              "val_data and the test.jsonl beside it)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="continue from these encoder weights (an earlier --out): a new warm-up and cosine "
+                             "decay over --steps; pass a new --seed so the batches and masks are not the first run's")
+    parser.add_argument("--seed", type=int, default=None, help="batch and mask seed (default: the config's seed)")
     parser.add_argument("--out", type=Path, required=True, help="encoder weights (.safetensors)")
 
 
@@ -192,6 +203,17 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     vocab = EncoderVocab.from_file(config.resolve(config.tokenizer), HF_TOKENIZERS)
     run_ = build_run(config, train_records=[], val_records=[], vocab=vocab)
+    if args.init is not None:
+        if not args.init.is_file():
+            print(f"perfhint train pretrain: --init {args.init} not found; pass the encoder weights an earlier "
+                  "`perfhint train pretrain --out` wrote", file=sys.stderr)
+            return 2
+        try:
+            load_encoder(run_.model, args.init)
+        except ValueError as error:
+            print(f"perfhint train pretrain: --init: {error}; pre-train with the config it was made with",
+                  file=sys.stderr)
+            return 2
     held_paths = args.held_out
     if held_paths is None:
         val = config.resolve(config.val_data)
@@ -211,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
     if torch.cuda.is_available():
         run_.model.to("cuda")
     pretrain_encoder(run_.model, token_windows, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                     seed=config.seed, pad_id=vocab.pad_id, log=lambda line: print(line, file=sys.stderr, flush=True))
+                     seed=config.seed if args.seed is None else args.seed, pad_id=vocab.pad_id,
+                     log=lambda line: print(line, file=sys.stderr, flush=True))
     save_encoder(run_.model, args.out)
     print(f"wrote {args.out}; train with it: perfhint train fit ... --set init_encoder=\"'{args.out}'\"")
     return 0
