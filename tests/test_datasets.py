@@ -7,6 +7,8 @@ run a handful of real TransCoder programs through the same batch harness the lab
 
 from __future__ import annotations
 
+import ast
+
 import json
 import os
 import shutil
@@ -66,6 +68,38 @@ def test_transcoder_tasks_are_deterministic_and_args_are_safe_literals() -> None
     assert [(task.id, task.context) for task in first] == [(task.id, task.context) for task in again]
     for task in first:
         safe_literal(task.context["args"])  # an editor could write exactly this
+
+
+def test_script_tasks_run_the_function_tasks_inputs_as_whole_programs() -> None:
+    problem = "CHOCOLATE_DISTRIBUTION_PROBLEM"
+    functions, scripts = transcoder.python_tasks(problem), transcoder.python_script_tasks(problem)
+    assert len(scripts) == len(functions) > 3
+    for function, script in zip(functions, scripts):
+        assert script.id == function.id.replace("/python/", "/python-script/")
+        assert (script.group, script.region_kind, script.metric, script.context) == (function.group, "script", "peak_rss", {})
+        assert script.run == {"kind": "python_script", "source": script.code}  # what runs is what the model reads
+        tree = ast.parse(script.code)
+        main = tree.body[-1]
+        assert isinstance(main, ast.If) and ast.unparse(main.test) == "__name__ == '__main__'"
+        call = main.body[0].value.args[0]  # print(f_gold(...))
+        assert ast.unparse(call.func) == "f_gold"
+        assert safe_literal(function.context["args"]) == tuple(safe_literal(ast.unparse(arg)) for arg in call.args)
+        assert function.code in script.code
+
+
+@pytest.mark.parametrize("function_text, imports, numpy", [
+    ("def f_gold(n):\n    return sqrt(n)\n", "", False),  # upstream's `from math import *` stays
+    ("def f_gold(n):\n    return np.zeros(n).sum()\n", "", True),
+    ("def f_gold(xs):\n    return array(xs).sum()\n", "from numpy import array\n", True),
+])
+def test_scripts_import_numpy_only_when_the_problem_uses_it(function_text: str, imports: str, numpy: bool) -> None:
+    problem = transcoder.PythonProblem("P", function_text, transcoder.UPSTREAM_PYTHON_HEADER + imports + function_text,
+                                       [(1,)])
+    script = transcoder.python_script_source(problem, "(10,)")
+    assert ("import numpy as np" in script) is numpy
+    assert "from math import *" in script and imports in script
+    assert script.endswith('if __name__ == "__main__":\n    print(f_gold(10))\n')
+    compile(script, "script.py", "exec")
 
 
 def test_scaling_tiles_sequences_and_follows_lengths() -> None:

@@ -330,6 +330,18 @@ def test_pretrain_sketch_runs_and_round_trips(vocab: EncoderVocab, tmp_path: Pat
     torch.testing.assert_close(fresh.encoder.embedding.weight, run.model.encoder.embedding.weight)
 
 
+def test_pretrain_continues_only_from_an_encoder_of_the_configs_shape(
+        vocab: EncoderVocab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--init` names the fix before any corpus is read: a missing file, or weights of another width."""
+    out = tmp_path / "next.safetensors"
+    assert pretrain.main(["--config", str(TINY_CONFIG), "--init", str(tmp_path / "nope.safetensors"),
+                          "--out", str(out)]) == 2
+    assert "not found; pass the encoder weights an earlier `perfhint train pretrain --out` wrote" in capsys.readouterr().err
+    narrow = pretrain.save_encoder(tiny_run(vocab).model, tmp_path / "d32.safetensors")  # tiny.py itself is d64
+    assert pretrain.main(["--config", str(TINY_CONFIG), "--init", str(narrow), "--out", str(out)]) == 2
+    assert "does not fit this encoder" in capsys.readouterr().err and not out.exists()
+
+
 HELD_OUT_CODE = """@triton.jit
 def softmax_kernel(out_ptr, in_ptr, n_cols, BLOCK_SIZE: tl.constexpr):
     row_start = tl.program_id(0) * n_cols + tl.arange(0, BLOCK_SIZE)
@@ -423,6 +435,10 @@ def test_constant_groups_are_not_averaged() -> None:
     ({}, "N_ITEMS = 1000\nprint(N_ITEMS)\n", 1000),
     ({}, "N_ITEMS = 200_000\nprint(N_ITEMS)\n", 200_000),  # Python's digit separators
     ({}, "N = 1_000_000\nSCALE = 2.5\nRATE = 1_0.5\n", 1_000_000),  # floats are not sizes, with or without _
+    # a Python script's __main__ block is its main: from it on, not the "__main__" string itself
+    ({}, "def f(xs):\n    return sorted(xs)\n\n\nif __name__ == '__main__':\n    print(f([3, 1, 4] * 1000))\n", 1008),
+    ({}, 'def f(n):\n    return [0] * n\n\nif __name__ == "__main__":\n    f(10)\n    f(20_000)\n', 20_010),
+    ({}, "def f(n):\n    return [0] * n * 4\n", 0),  # no main, no constants: nothing stated
 ])
 def test_input_size(context: dict, code: str, size: float) -> None:
     assert baselines.input_size({"context": context, "code": code, "region_kind": "program"}) == size

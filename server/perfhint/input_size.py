@@ -12,9 +12,11 @@ The size is a count, not bytes:
   `f(10**6)`); a string or container counts its leaf elements (a dict its keys and values).
 - `shape`: the product of a shape, summed over a list of shapes (`[(M, K), (K, N)]` -> MK + KN).
 - Programs and scripts with neither state their sizes in the code (TransCoder's `param0 = 98`, a
-  `#define N 10L`): the integer literals and string lengths in `main` (from its first mention on)
-  and in constant definitions are summed, Python's `200_000` as 200000. A heuristic, documented as
-  one. (C++14's `200'000` is not read: the quote looks like a character literal.)
+  `#define N 10L`): the integer literals and string lengths in `main` (from its first mention on; in
+  Python from `if __name__ == "__main__":` on) and in constant definitions are summed, Python's
+  `200_000` as 200000. A heuristic, documented as one: `f([3, 1, 4] * 1000)` reads as 1008, not
+  3000 elements, but it grows with the input. (C++14's `200'000` is not read: the quote looks like a
+  character literal.)
 
 What is hard: the context values come from the user's file, so they are read with
 `perfhint.context.safe_literal` (no eval, size-capped). A value refused as too large to build
@@ -34,7 +36,7 @@ from perfhint.context import UnsafeLiteral, safe_literal
 SIZE_KEYS = ("args", "kwargs")
 SHAPE_KEY = "shape"
 CODE_SIZED_KINDS = ("program", "script")
-_MAIN = re.compile(r"\bmain\s*\(")
+_MAIN = re.compile(r"\bmain\s*\(|^if\s+__name__\s*==\s*['\"]__main__['\"]\s*:", re.M)  # C's main, Python's
 _CONSTANT_LINE = re.compile(r"^\s*(#\s*define\s+\w+|(static\s+)?(constexpr|const)\b|[A-Z_][A-Z0-9_]*\s*=).*$", re.M)
 _INT = re.compile(r"(?<![\w.])(\d+(?:_\d+)*)[uUlL]*(?![\w.])")  # 10, 10L, 10ul, 200_000; not x1, 1.5
 _STRING = re.compile(r"\"([^\"\\\n]|\\.)*\"|'([^'\\\n]|\\.)*'")
@@ -98,9 +100,9 @@ def context_size(context: Mapping[str, str]) -> float | None:
 
 
 def code_size(code: str) -> float:
-    """Integers and string lengths in `main` (from its first mention on) and in constant definitions."""
+    """Integers and string lengths in `main` (or Python's `__main__` block, from it on) and in constant definitions."""
     match = _MAIN.search(code)
-    parts = [code[match.start():]] if match else []
+    parts = [code[match.end():]] if match else []
     parts += [line.group(0) for line in _CONSTANT_LINE.finditer(code)]
     size = 0.0
     for part in parts:

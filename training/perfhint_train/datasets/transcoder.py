@@ -297,6 +297,44 @@ def python_tasks(problem_id: str) -> list[Task]:
     return tasks
 
 
+def python_script_source(problem: PythonProblem, args_text: str) -> str:
+    """The problem as a user's script: imports, `f_gold`, and a `__main__` block that prints one call.
+
+    The script is what runs *and* what the model reads (peak RSS of the whole process), so it carries
+    its imports: upstream's header without numpy unless the problem uses numpy (importing it is about
+    15 MB of the peak), then the file's own imports."""
+    own_imports = problem.run_source[len(UPSTREAM_PYTHON_HEADER): -len(problem.function_text)]
+    uses_numpy = "np." in problem.function_text or "numpy" in own_imports
+    header = "".join(line for line in UPSTREAM_PYTHON_HEADER.splitlines(keepends=True)
+                     if uses_numpy or "numpy" not in line)
+    call = args_text[:-2] + ")" if args_text.endswith(",)") else args_text
+    return (f"{header}{own_imports}\n\n{problem.function_text}\n\n"
+            f"if __name__ == \"__main__\":\n    print(f_gold{call})\n")
+
+
+def python_script_tasks(problem_id: str) -> list[Task]:
+    """The chain of `python_tasks(problem_id)` again, run as scripts: real-program `script` rows.
+
+    Without them the only scripts in training were the synthetic ten-line `N = ...` templates (peak
+    RSS 11 MB to 1.6 GB), and the model put a file of functions plus a `__main__` block at 63 KiB,
+    below the interpreter's own floor. Same problem, same group, so the split keeps a problem's
+    function and script rows together."""
+    problem = python_problem(problem_id)
+    tasks = []
+    for function_task in python_tasks(problem_id):
+        args_text = function_task.context["args"]
+        code = python_script_source(problem, args_text)  # type: ignore[arg-type]
+        provenance = {**function_task.provenance,
+                      "runs_with": "the code itself (imports included), as `python script.py`"}
+        tasks.append(Task(
+            id=function_task.id.replace("transcoder/python/", "transcoder/python-script/", 1),
+            chain=function_task.chain.replace("transcoder/python/", "transcoder/python-script/", 1),
+            language="python", region_kind="script", metric=PEAK_RSS, code=code, context={},
+            group=function_task.group, source="transcoder", run={"kind": "python_script", "source": code},
+            params=args_text, provenance=provenance))
+    return tasks
+
+
 # ---------------------------------------------------------------------------------------------
 # C and C++: parse the upstream main's parameter tables, write a new main per scale.
 
@@ -589,5 +627,9 @@ def transcoder_tasks(languages: tuple[str, ...] = ("python", "cpp", "c")) -> lis
     tasks = []
     for language in languages:
         for problem_id in problem_ids(language):
-            tasks.extend(python_tasks(problem_id) if language == "python" else program_tasks(language, problem_id))
+            if language == "python":
+                tasks.extend(python_tasks(problem_id))
+                tasks.extend(python_script_tasks(problem_id))
+            else:
+                tasks.extend(program_tasks(language, problem_id))
     return tasks
