@@ -164,6 +164,22 @@ def test_batched_equals_one_by_one_in_any_order(tiny: Predictor, greedy: bool) -
     check_same(batched, reversed_batch[::-1])
 
 
+def test_int8_encoder_numbers_do_not_depend_on_the_batch(tiny_bundle_int8: Path) -> None:
+    """Dynamic int8 quantizes activations with one scale per tensor, the whole padded batch: a text's
+    numbers would move with its batch-mates (the default model's median of one test row: 23.7 MB
+    alone, 28.3 MB in a batch of ten). So a quantized encoder encodes each text on its own."""
+    int8 = Predictor.from_bundle_path(tiny_bundle_int8, threads=1)
+    texts = [text * repeat for text in TEXTS for repeat in (1, 3)]  # a spread of lengths
+    int8.timings.update(dict.fromkeys(int8.timings, 0))
+    batched = int8.predict_texts(texts, seed=1, return_token_ids=True)
+    assert int8.timings["encoder_calls"] == len(texts)
+    check_same(batched, [int8.predict_texts([text], seed=1, return_token_ids=True)[0] for text in texts])
+    cross_alone = int8._encode_batch([int8.encode_text(texts[0]).ids])
+    cross_padded = int8._encode_batch([int8.encode_text(text).ids for text in texts[:2]])
+    length = len(int8.encode_text(texts[0]).ids)
+    assert not np.array_equal(cross_alone[0], cross_padded[0][:, :1, :, :length])  # why: batching does move it
+
+
 def test_samples_with_one_prefix_run_as_one_row(tiny: Predictor, tiny_bundle: Path) -> None:
     unshared = Predictor.from_bundle_path(tiny_bundle, threads=1, share_prefixes=False)
     for predictor in (tiny, unshared):

@@ -23,7 +23,12 @@ Text in, one `TextPrediction` (median, p10, p90 per objective) out. What is hard
   input's samples must not depend on its batch-mates. Each input is therefore decoded by its own
   `decoding.sample_numbers` call (n_inputs=1) with its own `default_rng(seed)` stream; only the
   encoder is batched. This costs a few extra decoder calls per batch (~0.1 ms each), not extra maths:
-  the per-input cross-attention work is the same either way.
+  the per-input cross-attention work is the same either way. And only a float encoder is batched:
+  onnxruntime's dynamic int8 (`DynamicQuantizeLinear`) picks one activation scale per tensor, over
+  every text and padding position of the batch, so an int8 encoder's output for a text moved with its
+  batch-mates (the default model: one test row's median 23.7 MB alone, 28.3 MB among ten). An int8
+  encoder therefore runs once per text, unpadded. The decoder is safe either way: its rows are one
+  input's own sample prefixes.
 - **The empty text.** "" has zero tokens; the graphs turn a fully masked attention row into zeros,
   as torch does (FACTS §3.3), so the empty text decodes like any other, from a length-0 memory.
 - **Threads.** Spin-waiting is off for both sessions (`session.intra_op.allow_spinning = "0"`): the
@@ -226,6 +231,9 @@ class Predictor:
         _check_io(self.encoder, ENCODER, ENCODER_INPUTS, ENCODER_OUTPUTS)
         _check_io(self.decoder, DECODER_STEP, DECODER_INPUTS, DECODER_OUTPUTS)
         self._cache_shape = self._decoder_cache_shape(manifest)
+        # A dynamic int8 encoder quantizes activations with one scale over the whole batch, so only a float
+        # one may batch texts without their numbers depending on their batch-mates (module docstring).
+        self.batch_encoder = graphs[ENCODER].precision != "int8"
         # Observability, cumulative: wall and process CPU seconds per graph (CPU time is what a loaded machine
         # does not inflate), calls, and decoder rows actually run (see _DecoderStep's prefix sharing).
         self.timings: dict[str, float] = dict.fromkeys(
@@ -293,7 +301,9 @@ class Predictor:
             raise ValueError(f"regions must be a list with one entry per text ({len(texts)}), got {regions!r:.80}")
         encoded = [self.encode_text(text) for text in texts]
         results: list[TextPrediction | None] = [None] * len(texts)
-        for batch in plan_batches([len(item.ids) for item in encoded]):
+        lengths = [len(item.ids) for item in encoded]
+        batches = plan_batches(lengths) if self.batch_encoder else [[index] for index in range(len(texts))]
+        for batch in batches:
             cross = self._encode_batch([encoded[index].ids for index in batch])
             for position, index in enumerate(batch):
                 length = len(encoded[index].ids)
