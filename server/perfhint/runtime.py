@@ -231,9 +231,6 @@ class Predictor:
         _check_io(self.encoder, ENCODER, ENCODER_INPUTS, ENCODER_OUTPUTS)
         _check_io(self.decoder, DECODER_STEP, DECODER_INPUTS, DECODER_OUTPUTS)
         self._cache_shape = self._decoder_cache_shape(manifest)
-        # A dynamic int8 encoder quantizes activations with one scale over the whole batch, so only a float
-        # one may batch texts without their numbers depending on their batch-mates (module docstring).
-        self.batch_encoder = graphs[ENCODER].precision != "int8"
         # Observability, cumulative: wall and process CPU seconds per graph (CPU time is what a loaded machine
         # does not inflate), calls, and decoder rows actually run (see _DecoderStep's prefix sharing).
         self.timings: dict[str, float] = dict.fromkeys(
@@ -272,6 +269,13 @@ class Predictor:
         ids = self.encoder_vocab.encode(text)
         kept = ids[: self.max_input_len]
         return _Encoded(np.asarray(kept, dtype=np.int64), len(ids), len(ids) > self.max_input_len)
+
+    @property
+    def batch_encoder(self) -> bool:
+        """Whether texts may share an encoder call. A dynamic int8 encoder quantizes activations with one
+        scale over the whole batch, so only a float one may batch texts without their numbers depending on
+        their batch-mates (module docstring)."""
+        return self.bundle.manifest.graphs[ENCODER].precision != "int8"
 
     # Predicting ------------------------------------------------------------------------------------
 
