@@ -106,7 +106,8 @@ def _size(prediction: predict.Prediction) -> str:
     if size == "?":
         return "unknown (`?`: a stated value could not be read)"
     if prediction.kind in ("program", "script") and not {"args", "kwargs", "shape"} & set(prediction.context):
-        source = "a heuristic: the integer literals and string lengths in `main` (or `if __name__ == \"__main__\":`) and in constants"
+        main = "its `if __name__ == \"__main__\":` block" if prediction.language == "python" else "`main`"
+        source = f"a heuristic: the integer literals and string lengths in {main} and in constants"
     else:
         source = "the elements of `args`/`kwargs`/`shape`; a number argument counts as its value"
     return f"`{size}` ({source})" if size != "0" else "`0` (nothing states a size)"
